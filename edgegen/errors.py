@@ -1,0 +1,69 @@
+"""Typed errors. The library raises these; only the CLI turns them into one line and an exit code.
+
+Every message names the bad value and what would be valid. Exit codes are part of the CLI's
+contract and documented in the README:
+
+====  ======================================================
+ 0    success
+ 1    unexpected internal error (a bug: rerun with --debug)
+ 2    usage error (bad option value, missing argument)
+ 3    model not found
+ 4    model invalid or unsupported (corrupt weights, wrong layout, unknown architecture)
+ 5    input file invalid (script, storyboard, audio, text)
+ 6    output could not be written
+ 7    conversion failed its quality check
+130   interrupted (Ctrl-C)
+====  ======================================================
+"""
+
+from __future__ import annotations
+
+
+class EdgegenError(Exception):
+    """Base class: a one-line, user-facing message plus a process exit code."""
+
+    exit_code = 1
+
+
+class UsageError(EdgegenError, ValueError):
+    """A parameter value is out of range or malformed."""
+
+    exit_code = 2
+
+
+class ModelNotFoundError(EdgegenError, FileNotFoundError):
+    """A model path, store name or cache id does not resolve to anything on disk."""
+
+    exit_code = 3
+
+
+class ModelError(EdgegenError):
+    """A model exists but cannot be used: corrupt, incomplete or unsupported."""
+
+    exit_code = 4
+
+
+class UnsupportedModelError(ModelError):
+    """The model's architecture is one edgegen does not implement (e.g. FLUX, SD3)."""
+
+
+class WeightMappingError(ModelError):
+    """Source weights do not match the target model: a key is missing, unused or mis-shaped."""
+
+
+class InputFileError(EdgegenError):
+    """A user-supplied input file (script, storyboard, text, audio) is invalid."""
+
+    exit_code = 5
+
+
+class OutputError(EdgegenError):
+    """An output file or directory could not be written."""
+
+    exit_code = 6
+
+
+class QualityError(EdgegenError):
+    """A conversion produced output below its quality threshold."""
+
+    exit_code = 7
