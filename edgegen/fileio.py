@@ -1,0 +1,52 @@
+"""Atomic output: write to a temporary name beside the target, then rename.
+
+A crash, Ctrl-C or full disk never leaves a partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from edgegen.errors import OutputError
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path in ``path``'s directory; on success rename it onto ``path``.
+
+    ``suffix`` defaults to the target's own suffix, so encoders that pick a format from the
+    file name (PyAV, Pillow) see the right one.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.stem}.",
+            suffix=suffix if suffix is not None else path.suffix,
+            dir=path.parent,
+        )
+        os.close(fd)
+    except OSError as e:
+        raise OutputError(f"cannot write to {str(path.parent)!r}: {e.strerror}") from e
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except OSError as e:
+        raise OutputError(f"cannot write {str(path)!r}: {e.strerror}") from e
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
