@@ -1,0 +1,76 @@
+"""The ``edgegen`` command line.
+
+Commands are imported only when invoked, so ``edgegen --help`` does not load MLX. Library code
+raises :class:`~edgegen.errors.EdgegenError`; this group turns it into one line on stderr and the
+error's exit code (see edgegen/errors.py). ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from edgegen import __version__
+from edgegen.errors import EdgegenError
+
+# name → "module:attribute" of a click command, loaded lazily.
+COMMANDS = {
+    "generate": "edgegen.cli.generate:generate",
+    "doctor": "edgegen.cli.doctor:doctor",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201
+        debug = ctx.params.get("debug") or os.environ.get("EDGEGEN_DEBUG") == "1"
+        try:
+            return super().invoke(ctx)
+        except EdgegenError as e:
+            if debug:
+                raise
+            click.secho(f"Error: {e}", fg="red", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as e:  # noqa: BLE001 — the last line of defence: one line, exit 1
+            if debug:
+                raise
+            click.secho(
+                f"Error: internal error ({type(e).__name__}: {e}); rerun with --debug for details",
+                fg="red",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(__version__, prog_name="edgegen")
+def cli(debug: bool) -> None:
+    """Offline on-device generation: images, speech and vertical videos on MLX."""
+
+
+def main() -> None:
+    cli(prog_name="edgegen")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

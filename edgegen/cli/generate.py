@@ -1,0 +1,132 @@
+"""``edgegen generate``: prompt → PNG(s) with the generation parameters embedded."""
+
+from __future__ import annotations
+
+import secrets
+import warnings
+from pathlib import Path
+
+import click
+
+from edgegen.cli.options import SIZE
+from edgegen.errors import UsageError
+
+
+def _outputs(output: Path | None, seeds: list[int]) -> list[Path]:
+    if output is None:
+        return [Path(f"edgegen-{s}.png") for s in seeds]
+    if output.suffix.lower() != ".png":
+        raise UsageError(f"output {str(output)!r} must end in .png")
+    if len(seeds) == 1:
+        return [output]
+    return [output.with_name(f"{output.stem}-{s}{output.suffix}") for s in seeds]
+
+
+@click.command("generate")
+@click.argument("prompt")
+@click.option(
+    "--model", "-m", envvar="EDGEGEN_MODEL", help="Model folder, store name or cached repo id."
+)
+@click.option("--negative", "-n", default="", help="Negative prompt.")
+@click.option("--seed", type=int, default=None, help="Random seed (default: random, printed).")
+@click.option("--steps", type=int, default=20, show_default=True, help="Sampling steps.")
+@click.option(
+    "--guidance",
+    "-g",
+    type=float,
+    default=7.5,
+    show_default=True,
+    help="CFG scale; ≤ 1 disables guidance.",
+)
+@click.option(
+    "--scheduler",
+    "-s",
+    default=None,
+    help="ddim, euler, euler_a, dpmpp_2m, dpmpp_2m_karras, lcm (default: the model's).",
+)
+@click.option(
+    "--size",
+    type=SIZE,
+    default=None,
+    help="WIDTHxHEIGHT, multiples of 64 (default: 9:16 portrait at the model's scale).",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Images to make (seeds seed, seed+1, …).",
+)
+@click.option(
+    "--clip-skip",
+    type=click.IntRange(0, 12),
+    default=None,
+    help="Skip final CLIP layers (1 = penultimate).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Output PNG (default: edgegen-SEED.png).",
+)
+def generate(
+    prompt: str,
+    model: str | None,
+    negative: str,
+    seed: int | None,
+    steps: int,
+    guidance: float,
+    scheduler: str | None,
+    size: tuple[int, int] | None,
+    count: int,
+    clip_skip: int | None,
+    output: Path | None,
+) -> None:
+    """Generate images from PROMPT."""
+    from edgegen.cli.progress import StageTimer, console, step_progress
+    from edgegen.params import GenerationParams
+
+    seed = secrets.randbelow(2**31) if seed is None else seed
+    width, height = size if size else (None, None)
+    params = GenerationParams(
+        prompt, negative, steps, guidance, scheduler, seed, width, height, clip_skip
+    )
+    params.validate()  # before loading anything, so bad input fails fast
+    if not model:
+        raise UsageError("no model given: pass --model PATH_OR_ID (or set EDGEGEN_MODEL)")
+    seeds = [seed + i for i in range(count)]
+    paths = _outputs(output, seeds)
+
+    import mlx.core as mx
+
+    from edgegen import __version__
+    from edgegen.images import save_png
+    from edgegen.params import a1111_parameters
+    from edgegen.pipeline import StableDiffusion
+
+    timer = StageTimer()
+    with timer.stage("load"):
+        sd = StableDiffusion.load(model)
+        sampler = sd.sampler_name(scheduler)
+        params = sd.resolve_size(params)
+    with step_progress() as progress, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for image_seed, path in zip(seeds, paths, strict=True):
+            p = GenerationParams(**{**params.__dict__, "seed": image_seed})
+            task = progress.add_task(f"seed {image_seed}", total=p.steps)
+            latents = None
+            with timer.stage("denoise"):
+                for step in sd.denoise(p):
+                    mx.eval(step.latents)
+                    latents = step.latents
+                    progress.advance(task)
+            with timer.stage("decode"):
+                image = sd.decode(latents)[0]
+            text = a1111_parameters(p, p.width, p.height, sampler, sd.name, __version__)
+            with timer.stage("save"):
+                save_png(path, image, text)
+            progress.console.print(f"[green]wrote[/green] {path}")
+        for w in caught:
+            console.print(f"[yellow]warning:[/yellow] {w.message}")
+    console.print(f"{count} image(s) {params.width}x{params.height}, {sampler}: {timer.summary()}")

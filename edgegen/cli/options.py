@@ -1,0 +1,26 @@
+"""Shared click parameter types and option bundles."""
+
+from __future__ import annotations
+
+import click
+
+
+class SizeType(click.ParamType):
+    """``WIDTHxHEIGHT``, e.g. ``576x1024``."""
+
+    name = "WxH"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201
+        if isinstance(value, tuple):
+            return value
+        text = str(value).lower().replace("×", "x")
+        try:
+            w, h = (int(v) for v in text.split("x"))
+        except ValueError:
+            self.fail(f"{value!r} is not a size like 576x1024", param, ctx)
+        if w <= 0 or h <= 0:
+            self.fail(f"{value!r} must have positive width and height", param, ctx)
+        return w, h
+
+
+SIZE = SizeType()

@@ -1,0 +1,179 @@
+"""Stable Diffusion (1.x / 2.x) on MLX: prompt → latents → image.
+
+The pipeline mirrors diffusers' ``StableDiffusionPipeline`` step for step (same conditioning
+layout, same guidance formula, same sampler interface) so that, given the same initial latents,
+the images agree; see tests/test_pipeline.py.
+
+Components are loaded on first use and kept warm, so one ``StableDiffusion`` object serves many
+prompts (the terminal UI and batch rendering rely on that). :meth:`StableDiffusion.denoise`
+yields after every step with the latents still lazy: the caller evaluates them, shows progress
+and may stop early (cancellation is just leaving the loop).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+from edgegen.converters.diffusers import DiffusersModel, open_diffusers, resolve
+from edgegen.params import GenerationParams, portrait_size
+from edgegen.samplers import make_sampler
+
+
+class PromptTruncatedWarning(UserWarning):
+    """A prompt was longer than the text encoder's context; the message says what was dropped."""
+
+
+@dataclass
+class Step:
+    index: int  # 0-based step just completed
+    total: int
+    latents: mx.array  # NHWC, lazy until the caller evaluates it
+
+
+class StableDiffusion:
+    def __init__(self, model: DiffusersModel, dtype: mx.Dtype = mx.float32) -> None:
+        self.model = model
+        self.dtype = dtype
+        self.name = model.root.name
+        self._tokenizer = None
+        self._text_encoder = None
+        self._unet = None
+        self._vae = None
+        vae_cfg = model.config("vae")
+        unet_cfg = model.config("unet")
+        # Each VAE down block but the last halves the resolution.
+        self.vae_scale = 2 ** (len(vae_cfg.get("block_out_channels", [0, 0, 0, 0])) - 1)
+        self.latent_channels = int(unet_cfg.get("in_channels", 4))
+        self.native = int(unet_cfg.get("sample_size", 64)) * self.vae_scale
+        self.scheduler_config = model.config("scheduler")
+
+    @classmethod
+    def load(cls, model: str | Path, dtype: mx.Dtype = mx.float32) -> StableDiffusion:
+        """Open a diffusers folder or cached repo id; weights load lazily on first use."""
+        return cls(open_diffusers(resolve(model)), dtype)
+
+    # Components, loaded on first use and kept warm.
+    @property
+    def tokenizer(self):  # noqa: ANN201
+        if self._tokenizer is None:
+            from edgegen.tokenizer import CLIPTokenizer
+
+            self._tokenizer = CLIPTokenizer.from_dir(self.model.components["tokenizer"])
+        return self._tokenizer
+
+    @property
+    def text_encoder(self):  # noqa: ANN201
+        if self._text_encoder is None:
+            from edgegen.models.clip import load_text_encoder
+
+            self._text_encoder = load_text_encoder(
+                self.model.components["text_encoder"], self.dtype
+            )
+        return self._text_encoder
+
+    @property
+    def unet(self):  # noqa: ANN201
+        if self._unet is None:
+            from edgegen.models.unet import load_unet
+
+            self._unet = load_unet(self.model.components["unet"], self.dtype)
+        return self._unet
+
+    @property
+    def vae(self):  # noqa: ANN201
+        if self._vae is None:
+            from edgegen.models.vae import load_vae
+
+            self._vae = load_vae(self.model.components["vae"], self.dtype)
+        return self._vae
+
+    @property
+    def default_size(self) -> tuple[int, int]:
+        return portrait_size(self.native)
+
+    def sampler_name(self, name: str | None) -> str:
+        return make_sampler(name, self.scheduler_config).name
+
+    # 1. Text conditioning
+    def encode_text(self, prompts: list[str], clip_skip: int | None = None) -> mx.array:
+        from edgegen.models.clip import encode_prompt_embeddings
+
+        batch = self.tokenizer.encode(prompts)
+        for prompt, dropped in zip(prompts, batch.truncated, strict=True):
+            if dropped:
+                warnings.warn(
+                    f"prompt {prompt[:40]!r}… is longer than 77 tokens; dropped: {dropped!r}",
+                    PromptTruncatedWarning,
+                    stacklevel=2,
+                )
+        ids = mx.array(batch.ids)
+        return encode_prompt_embeddings(self.text_encoder, ids, clip_skip).astype(self.dtype)
+
+    def initial_noise(self, seed: int, width: int, height: int, count: int = 1) -> mx.array:
+        """Gaussian latents (NHWC); image i of a batch uses seed + i, so each is reproducible."""
+        shape = (height // self.vae_scale, width // self.vae_scale, self.latent_channels)
+        return mx.stack(
+            [mx.random.normal(shape, key=mx.random.key(seed + i)) for i in range(count)]
+        )
+
+    def resolve_size(self, p: GenerationParams) -> GenerationParams:
+        w, h = self.default_size
+        return replace(p, width=p.width or w, height=p.height or h)
+
+    # 2. Denoising loop
+    def denoise(
+        self, p: GenerationParams, latents: mx.array | None = None, count: int = 1
+    ) -> Iterator[Step]:
+        """Yield after each sampler step. ``latents`` (NHWC, unscaled noise) replaces the
+        seeded noise, as diffusers' ``latents=`` argument does."""
+        p = self.resolve_size(p)
+        p.validate()
+        sampler = make_sampler(p.sampler, self.scheduler_config)
+        sampler.set_timesteps(p.steps)
+        if latents is None:
+            latents = self.initial_noise(p.seed, p.width, p.height, count)
+        count = latents.shape[0]
+        cfg = p.guidance > 1.0
+        cond = self.encode_text([p.prompt] * count, p.clip_skip)
+        if cfg:
+            uncond = self.encode_text([p.negative] * count, p.clip_skip)
+            context = mx.concatenate([uncond, cond])
+        else:
+            context = cond
+        x = latents.astype(mx.float32) * sampler.init_noise_sigma
+        key = mx.random.key(p.seed)
+        for i, t in enumerate(sampler.timesteps):
+            x_in = sampler.scale_model_input(x, i)
+            x_in = mx.concatenate([x_in, x_in]) if cfg else x_in
+            t_in = mx.full((x_in.shape[0],), float(t), dtype=mx.float32)
+            eps = self.unet(x_in.astype(self.dtype), t_in, context).astype(mx.float32)
+            if cfg:
+                eps_uncond, eps_cond = mx.split(eps, 2)
+                eps = eps_uncond + p.guidance * (eps_cond - eps_uncond)
+            key, step_key = mx.random.split(key)
+            x = sampler.step(eps, i, x, step_key)
+            yield Step(i, len(sampler.timesteps), x)
+
+    # 3. Decoding
+    def decode(self, latents: mx.array) -> np.ndarray:
+        """Latents (NHWC) → uint8 images (N, H, W, 3), rounded as diffusers does."""
+        scaling = self.vae.config.scaling_factor
+        images = self.vae.decode((latents / scaling).astype(self.dtype)).astype(mx.float32)
+        images = mx.clip(images / 2 + 0.5, 0.0, 1.0)
+        return np.array(mx.round(images * 255)).astype(np.uint8)
+
+    def generate(
+        self, p: GenerationParams, latents: mx.array | None = None, count: int = 1
+    ) -> np.ndarray:
+        """Run the whole loop and decode; the convenience form of :meth:`denoise`."""
+        x = None
+        for step in self.denoise(p, latents, count):
+            x = step.latents
+            mx.eval(x)
+        return self.decode(x)
