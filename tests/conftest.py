@@ -4,11 +4,28 @@
 ``mlx.core`` (see edgegen/_blas.py).
 """
 
-import edgegen  # noqa: F401  (must precede any mlx import)
 import pytest
+
+import edgegen  # noqa: F401  (must precede any mlx import)
 
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Every test gets its own empty model store, so no test sees the user's models."""
     monkeypatch.setenv("EDGEGEN_HOME", str(tmp_path_factory.mktemp("edgegen-home")))
+
+
+@pytest.fixture(scope="session")
+def tiny_sd1(tmp_path_factory):
+    """A tiny random SD1-style model in diffusers layout (vocab.json + merges.txt tokenizer)."""
+    from tiny_sd import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.mktemp("tiny-sd1"), "sd1")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd2(tmp_path_factory):
+    """A tiny random SD2-style model: linear projections, per-block heads, v-prediction."""
+    from tiny_sd import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.mktemp("tiny-sd2"), "sd2")
