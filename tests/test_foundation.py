@@ -39,10 +39,8 @@ def test_blas_auto_loads_an_optimized_library_when_present():
 
 def test_matmul_is_correct_with_loaded_blas():
     rng = np.random.default_rng(0)
-    a, b = (
-        rng.standard_normal((2, 96, 80)).astype(np.float32)[:, :, :80],
-        rng.standard_normal((80, 33)).astype(np.float32),
-    )
+    a = rng.standard_normal((2, 96, 80)).astype(np.float32)
+    b = rng.standard_normal((80, 33)).astype(np.float32)
     np.testing.assert_allclose(np.array(mx.array(a) @ mx.array(b)), a @ b, rtol=1e-4, atol=1e-4)
 
 
