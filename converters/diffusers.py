@@ -39,16 +39,43 @@ SDXL_COMPONENTS = (*SD_COMPONENTS, "text_encoder_2", "tokenizer_2")
 
 @dataclass(frozen=True)
 class DiffusersModel:
+    """A diffusers folder, read directly (weights mapped to MLX layout at load time).
+
+    The converted store artifact offers the same methods, so the pipeline does not care which
+    it was given.
+    """
+
     root: Path
     pipeline_class: str
     family: str  # "sd1" | "sd2" | "sdxl"
     components: dict[str, Path]
+    name: str
 
     def config(self, component: str) -> dict[str, Any]:
         """The component's ``config.json`` (``scheduler_config.json`` for the scheduler)."""
         folder = self.components[component]
         name = "scheduler_config.json" if component == "scheduler" else "config.json"
         return read_json(folder / name)
+
+    def load_tokenizer(self, which: str = "tokenizer"):  # noqa: ANN201
+        from edgegen.tokenizer import CLIPTokenizer
+
+        return CLIPTokenizer.from_dir(self.components[which])
+
+    def load_text_encoder(self, dtype, which: str = "text_encoder"):  # noqa: ANN001, ANN201
+        from edgegen.models.clip import load_text_encoder
+
+        return load_text_encoder(self.components[which], dtype)
+
+    def load_unet(self, dtype):  # noqa: ANN001, ANN201
+        from edgegen.models.unet import load_unet
+
+        return load_unet(self.components["unet"], dtype)
+
+    def load_vae(self, dtype):  # noqa: ANN001, ANN201
+        from edgegen.models.vae import load_vae
+
+        return load_vae(self.components["vae"], dtype)
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -114,6 +141,13 @@ def _family(pipeline_family: str, unet_config: dict[str, Any]) -> str:
     return "sd2" if unet_config.get("cross_attention_dim") == 1024 else "sd1"
 
 
+def _display_name(root: Path) -> str:
+    # A cache snapshot is .../models--org--name/snapshots/<rev>: name it org/name.
+    if root.parent.name == "snapshots" and root.parent.parent.name.startswith("models--"):
+        return root.parent.parent.name[len("models--") :].replace("--", "/")
+    return root.name
+
+
 def open_diffusers(path: Path) -> DiffusersModel:
     """Validate a diffusers folder and describe it; errors name what is wrong."""
     root = Path(path)
@@ -144,4 +178,5 @@ def open_diffusers(path: Path) -> DiffusersModel:
             raise ModelError(f"{str(root)!r} lacks the {name}/ folder its model_index.json lists")
         components[name] = folder
     unet_config = read_json(components["unet"] / "config.json")
-    return DiffusersModel(root, cls, _family(SUPPORTED_PIPELINES[cls], unet_config), components)
+    family = _family(SUPPORTED_PIPELINES[cls], unet_config)
+    return DiffusersModel(root, cls, family, components, _display_name(root))

@@ -20,9 +20,9 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from edgegen.converters.diffusers import DiffusersModel, open_diffusers, resolve
 from edgegen.params import GenerationParams, portrait_size
 from edgegen.samplers import make_sampler
+from edgegen.sources import ModelSource, open_model
 
 
 class PromptTruncatedWarning(UserWarning):
@@ -37,60 +37,51 @@ class Step:
 
 
 class StableDiffusion:
-    def __init__(self, model: DiffusersModel, dtype: mx.Dtype = mx.float32) -> None:
-        self.model = model
+    def __init__(self, source: ModelSource, dtype: mx.Dtype = mx.float32) -> None:
+        self.source = source
         self.dtype = dtype
-        self.name = model.root.name
+        self.name = source.name
+        self.family = source.family
         self._tokenizer = None
         self._text_encoder = None
         self._unet = None
         self._vae = None
-        vae_cfg = model.config("vae")
-        unet_cfg = model.config("unet")
+        vae_cfg = source.config("vae")
+        unet_cfg = source.config("unet")
         # Each VAE down block but the last halves the resolution.
         self.vae_scale = 2 ** (len(vae_cfg.get("block_out_channels", [0, 0, 0, 0])) - 1)
         self.latent_channels = int(unet_cfg.get("in_channels", 4))
         self.native = int(unet_cfg.get("sample_size", 64)) * self.vae_scale
-        self.scheduler_config = model.config("scheduler")
+        self.scheduler_config = source.config("scheduler")
 
     @classmethod
     def load(cls, model: str | Path, dtype: mx.Dtype = mx.float32) -> StableDiffusion:
-        """Open a diffusers folder or cached repo id; weights load lazily on first use."""
-        return cls(open_diffusers(resolve(model)), dtype)
+        """Open a store name, a model folder or a cached repo id; weights load on first use."""
+        return cls(open_model(model), dtype)
 
     # Components, loaded on first use and kept warm.
     @property
     def tokenizer(self):  # noqa: ANN201
         if self._tokenizer is None:
-            from edgegen.tokenizer import CLIPTokenizer
-
-            self._tokenizer = CLIPTokenizer.from_dir(self.model.components["tokenizer"])
+            self._tokenizer = self.source.load_tokenizer()
         return self._tokenizer
 
     @property
     def text_encoder(self):  # noqa: ANN201
         if self._text_encoder is None:
-            from edgegen.models.clip import load_text_encoder
-
-            self._text_encoder = load_text_encoder(
-                self.model.components["text_encoder"], self.dtype
-            )
+            self._text_encoder = self.source.load_text_encoder(self.dtype)
         return self._text_encoder
 
     @property
     def unet(self):  # noqa: ANN201
         if self._unet is None:
-            from edgegen.models.unet import load_unet
-
-            self._unet = load_unet(self.model.components["unet"], self.dtype)
+            self._unet = self.source.load_unet(self.dtype)
         return self._unet
 
     @property
     def vae(self):  # noqa: ANN201
         if self._vae is None:
-            from edgegen.models.vae import load_vae
-
-            self._vae = load_vae(self.model.components["vae"], self.dtype)
+            self._vae = self.source.load_vae(self.dtype)
         return self._vae
 
     @property

@@ -1,0 +1,31 @@
+"""Where a diffusion model comes from: a store name, a model folder, or a cached repo id.
+
+:func:`open_model` returns a :class:`ModelSource`; the pipeline only talks to that protocol, so a
+diffusers folder (mapped at load time) and a converted store artifact (already in MLX layout)
+are interchangeable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import mlx.core as mx
+
+from edgegen.converters.diffusers import open_diffusers, resolve
+
+
+class ModelSource(Protocol):
+    name: str
+    family: str  # "sd1" | "sd2" | "sdxl"
+
+    def config(self, component: str) -> dict[str, Any]: ...
+    def load_tokenizer(self, which: str = "tokenizer") -> Any: ...
+    def load_text_encoder(self, dtype: mx.Dtype, which: str = "text_encoder") -> Any: ...
+    def load_unet(self, dtype: mx.Dtype) -> Any: ...
+    def load_vae(self, dtype: mx.Dtype) -> Any: ...
+
+
+def open_model(model: str | Path) -> ModelSource:
+    """Resolve ``model`` (a path or a Hugging Face repo id found in the local cache)."""
+    return open_diffusers(resolve(model))
