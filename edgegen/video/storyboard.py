@@ -233,9 +233,10 @@ def _parse_toml(path: Path, text: str) -> Storyboard:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        line = getattr(e, "lineno", None)
-        msg = getattr(e, "msg", str(e))
-        raise _fail(path, line, None, f"invalid TOML: {msg}") from e
+        # Python < 3.14 has no e.lineno: the position is only in the message
+        m = re.search(r"\(at line (\d+), column \d+\)", str(e))
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
+        raise _fail(path, int(m.group(1)) if m else None, None, f"invalid TOML: {msg}") from e
     top_lines, scene_lines = _toml_lines(text)
 
     for key, value in data.items():
