@@ -201,6 +201,9 @@ class SpatialSelfAttention(nn.Module):
             return y.reshape(b, h * w, self.heads, d).transpose(0, 2, 1, 3)
 
         q, k, v = heads(self.to_q(t)), heads(self.to_k(t)), heads(self.to_v(t))
-        o = attention(q, k, v, scale=1.0 / math.sqrt(d))
+        if q.dtype != mx.float32:
+            # diffusers upcasts this attention: 512-wide half-precision dot products overflow.
+            q, k, v = q.astype(mx.float32), k.astype(mx.float32), v.astype(mx.float32)
+        o = attention(q, k, v, scale=1.0 / math.sqrt(d)).astype(x.dtype)
         o = o.transpose(0, 2, 1, 3).reshape(b, h * w, c)
         return x + self.to_out[0](o).reshape(b, h, w, c)
