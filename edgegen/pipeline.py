@@ -133,6 +133,8 @@ class StableDiffusion:
         cfg = p.guidance > 1.0
         cond = self.encode_text([p.prompt] * count, p.clip_skip)
         if cfg:
+            # clip_skip applies to the negative prompt too, as in A1111 (diffusers skips only the
+            # positive one); without clip_skip both agree.
             uncond = self.encode_text([p.negative] * count, p.clip_skip)
             context = mx.concatenate([uncond, cond])
         else:
