@@ -28,13 +28,15 @@ TARGET_LUFS = -14.0  # what Shorts/TikTok/Reels normalize to
 PEAK_CEILING_DB = -1.0  # sample peak after normalization
 
 
-def _resampler() -> av.AudioResampler:
-    return av.AudioResampler(format="flt", layout="stereo", rate=RATE)
+def _resampler(layout: str = "stereo") -> av.AudioResampler:
+    return av.AudioResampler(format="flt", layout=layout, rate=RATE)
 
 
-def _drain(resampler: av.AudioResampler, frame: av.AudioFrame | None) -> list[np.ndarray]:
-    # packed "flt" stereo gives one (1, 2 * n) row, interleaved
-    return [f.to_ndarray().reshape(-1, 2) for f in resampler.resample(frame)]
+def _drain(
+    resampler: av.AudioResampler, frame: av.AudioFrame | None, channels: int = 2
+) -> list[np.ndarray]:
+    # packed "flt" gives one (1, channels * n) row, interleaved
+    return [f.to_ndarray().reshape(-1, channels) for f in resampler.resample(frame)]
 
 
 def to_stereo_48k(audio: np.ndarray, rate: int) -> np.ndarray:
@@ -45,15 +47,20 @@ def to_stereo_48k(audio: np.ndarray, rate: int) -> np.ndarray:
     if rate == RATE:
         out = x if x.shape[1] == 2 else np.repeat(x[:, :1], 2, axis=1)
         return np.ascontiguousarray(out[:, :2], dtype=np.float32)
-    layout = "mono" if x.shape[1] == 1 else "stereo"
+    # mono stays mono through the resampler and is then copied to both channels at full
+    # level (swresample's own mono->stereo upmix would pan it down by 3 dB)
+    channels = min(2, x.shape[1])
+    layout = "mono" if channels == 1 else "stereo"
     frame = av.AudioFrame.from_ndarray(
-        np.ascontiguousarray(x[:, :2].T), format="fltp", layout=layout
+        np.ascontiguousarray(x[:, :channels].T), format="fltp", layout=layout
     )
     frame.sample_rate = rate
     frame.pts = 0
-    r = _resampler()
-    chunks = _drain(r, frame) + _drain(r, None)
-    out = np.concatenate(chunks) if chunks else np.zeros((0, 2), np.float32)
+    r = _resampler(layout)
+    chunks = _drain(r, frame, channels) + _drain(r, None, channels)
+    out = np.concatenate(chunks) if chunks else np.zeros((0, channels), np.float32)
+    if channels == 1:
+        out = np.repeat(out, 2, axis=1)
     # the resampler's own rounding may leave a sample or two either way: pin the length,
     # because sample counts are the video's clock
     if len(out) < n_out:

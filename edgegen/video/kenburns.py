@@ -52,7 +52,8 @@ def cover(image: Image.Image, width: int, height: int) -> Image.Image:
     """Scale (Lanczos) and centre-crop ``image`` to exactly ``width`` x ``height``."""
     scale = max(width / image.width, height / image.height)
     w, h = image.width * scale, image.height * scale
-    box = ((w - width) / 2 / scale, (h - height) / 2 / scale)
+    # max(0, ...): float rounding must not push the box a hair outside the image
+    box = (max(0.0, (w - width) / 2 / scale), max(0.0, (h - height) / 2 / scale))
     return image.convert("RGB").resize(
         (width, height),
         Image.LANCZOS,

@@ -1,0 +1,88 @@
+"""Ken Burns: sub-pixel, smooth, eased motion; colour conversion; cross-dissolve."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgegen.video.color import rgb_to_yuv
+from edgegen.video.kenburns import MOVES, KenBurns, Motion, auto_move, blend, ease
+
+
+def bar_image(width: int, height: int, centre: float) -> Image.Image:
+    """A soft vertical bar (Gaussian, sigma 2.5 px) on black: its centroid is measurable to
+    a hundredth of a pixel after resampling and 8-bit rounding."""
+    x = np.arange(width) + 0.5
+    profile = 230 * np.exp(-0.5 * ((x - centre) / 2.5) ** 2)
+    rgb = np.rint(profile)[None, :, None].repeat(height, 0).repeat(3, 2)
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+def test_pan_moves_by_sub_pixel_steps_and_tracks_the_float_window():
+    w, h, fps, seconds = 360, 640, 30, 2.0
+    motion = Motion("pan-right", zoom=1.15)
+    cw, ch = KenBurns(bar_image(16, 16, 8), w, h, motion).canvas
+    centre = 200.37
+    kb = KenBurns(bar_image(cw, ch, centre), w, h, motion)
+    n = int(fps * seconds)
+    ts = [i / (n - 1) for i in range(n)]
+    x0 = np.array([kb.window(t)[0] for t in ts])
+    seen = []
+    for t in ts:
+        profile = kb.frame(t)[0].astype(np.float64).mean(axis=0) - 16.0  # luma of black is 16
+        pos = np.arange(w) + 0.5
+        seen.append(centre - (profile * pos).sum() / profile.sum())  # window edge from centroid
+    seen = np.array(seen)
+    # the picture follows the exact float window; integer stepping would be off by up to 0.5 px
+    assert np.abs(seen - x0).max() < 0.03
+
+    steps = np.diff(seen)
+    assert steps.max() > 0.5  # it really moves ...
+    fractional = np.abs(steps - np.rint(steps))
+    assert (fractional > 0.05).mean() > 0.8  # ... by non-integer amounts
+    # smooth: the speed changes gently from frame to frame, no stair-steps
+    assert np.abs(np.diff(steps)).max() < 0.1
+    # eased: at rest at both ends, fastest in the middle
+    assert steps[0] < 0.05 and steps[-1] < 0.05
+    assert abs(int(steps.argmax()) - n // 2) <= 3
+
+
+@pytest.mark.parametrize("move", MOVES)
+def test_every_move_stays_inside_the_canvas_and_keeps_the_aspect(move):
+    m = Motion(move, zoom=1.2)
+    cw, ch = 432, 768
+    for t in np.linspace(0, 1, 11):
+        x0, y0, x1, y1 = m.window(t, cw, ch)
+        assert -1e-9 <= x0 < x1 <= cw + 1e-9 and -1e-9 <= y0 < y1 <= ch + 1e-9
+        assert (x1 - x0) / (y1 - y0) == pytest.approx(cw / ch)
+    start, end = m.window(0, cw, ch), m.window(1, cw, ch)
+    assert start != end
+
+
+def test_zoom_in_ends_one_to_one_and_auto_moves_vary():
+    x0, y0, x1, y1 = Motion("zoom-in", zoom=1.25).window(1.0, 1350, 2400)
+    assert (x1 - x0, y1 - y0) == pytest.approx((1080, 1920))
+    assert ease(0) == 0 and ease(1) == 1 and ease(0.5) == pytest.approx(0.5)
+    assert all(auto_move(i) != auto_move(i + 1) for i in range(16))
+
+
+def test_frame_planes_have_420_shapes():
+    kb = KenBurns(Image.new("RGB", (90, 160), (10, 200, 30)), 180, 320, Motion("zoom-out"))
+    y, u, v = kb.frame(0.3)
+    assert y.shape == (320, 180) and u.shape == v.shape == (160, 90)
+
+
+def test_bt709_limited_range_matrix():
+    rgb = np.array([[[255, 255, 255], [0, 0, 0]], [[255, 0, 0], [0, 0, 255]]], np.uint8)
+    y, u, v = rgb_to_yuv(rgb.repeat(2, 0).repeat(2, 1))
+    assert y[0, 0] == 235 and y[0, 2] == 16  # white, black
+    assert y[2, 0] == round(16 + 219 * 0.2126)  # red: BT.709 weight, not BT.601's 0.299
+    assert y[2, 2] == round(16 + 219 * 0.0722)
+    assert u[0, 0] == v[0, 0] == 128 and v[1, 0] == 240 and u[1, 1] == 240
+
+
+def test_blend_is_a_linear_dissolve():
+    a = tuple(np.full((4, 4), 0, np.uint8) for _ in range(3))
+    b = tuple(np.full((4, 4), 200, np.uint8) for _ in range(3))
+    assert blend(a, b, 0.0)[0][0, 0] == 0
+    assert blend(a, b, 1.0)[0][0, 0] == 200
+    assert blend(a, b, 0.25)[0][0, 0] == 50
