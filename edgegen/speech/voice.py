@@ -1,0 +1,144 @@
+"""A loaded voice: text -> audio with word timings, reusable across calls (weights stay warm).
+
+1. ``normalize.clean`` drops unspoken text; ``normalize.spoken_tokens`` rewrites what espeak
+   reads badly while keeping one display word per spoken token.
+2. ``Phonemizer.sentences`` gives Piper's phonemes per sentence and each word's phoneme span.
+3. Each sentence's ids run through :class:`~edgegen.models.vits.Vits`; the predicted duration
+   of every id (in frames of ``hop_length`` samples) places each word in time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from edgegen.errors import UsageError
+from edgegen.speech.normalize import clean, split_tokens, spoken_tokens
+from edgegen.speech.phonemize import Phonemizer, Sentence
+from edgegen.timings import Speech, Word
+
+MAX_PHONEMES = 600  # a sentence longer than this is cut at a clause boundary
+MAX_SPEED = 4.0
+MIN_SPEED = 0.25
+
+
+class Voice:
+    def __init__(self, model, voice_config: dict[str, Any], name: str = "voice") -> None:
+        self.model = model
+        self.name = name
+        self.sample_rate: int = model.config.sample_rate
+        self.hop_length: int = model.config.hop_length
+        self.id_map: dict[str, list[int]] = voice_config["phoneme_id_map"]
+        inference = voice_config.get("inference", {})
+        self.noise_scale = float(inference.get("noise_scale", 0.667))
+        self.noise_w = float(inference.get("noise_w", 0.8))
+        self.length_scale = float(inference.get("length_scale", 1.0))
+        self.num_speakers = int(voice_config.get("num_speakers", 1))
+        self.speaker_id_map: dict[str, int] = voice_config.get("speaker_id_map", {}) or {}
+        self.phonemizer = Phonemizer(voice_config.get("espeak", {}).get("voice", "en-us"))
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def speak(self, text: str, **options: Any) -> Speech:
+        """The whole text as one :class:`Speech`; word times are from its start."""
+        chunks = list(self.stream(text, **options))
+        words: list[Word] = []
+        offset = 0.0
+        for chunk in chunks:
+            words += [Word(w.word, w.start + offset, w.end + offset) for w in chunk.words]
+            offset += chunk.duration
+        audio = np.concatenate([c.audio for c in chunks]).astype(np.float32)
+        return Speech(audio, self.sample_rate, words)
+
+    def stream(
+        self,
+        text: str,
+        *,
+        speed: float = 1.0,
+        noise_scale: float | None = None,
+        noise_w: float | None = None,
+        speaker: int | None = None,
+        seed: int | None = 0,
+    ) -> Iterator[Speech]:
+        """Sentence by sentence; each chunk's word times are relative to that chunk's start."""
+        self._check(speed, speaker, noise_scale, noise_w)
+        sentences, display = self._prepare(text)
+        ns = self.noise_scale if noise_scale is None else noise_scale
+        nw = self.noise_w if noise_w is None else noise_w
+        for i, sentence in enumerate(sentences):
+            ids, id_pos = self._ids(sentence)
+            audio, frames = self.model.synthesize(
+                ids,
+                noise_scale=ns,
+                length_scale=self.length_scale / speed,
+                noise_w=nw,
+                speaker=speaker,
+                seed=None if seed is None else seed + i,
+            )
+            yield Speech(audio, self.sample_rate, self._words(sentence, id_pos, frames, display))
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def _check(self, speed: float, speaker: int | None, ns: float | None, nw: float | None):
+        if not MIN_SPEED <= speed <= MAX_SPEED:
+            raise UsageError(f"speed {speed} is out of range; use {MIN_SPEED} to {MAX_SPEED}")
+        for label, value in (("noise_scale", ns), ("noise_w", nw)):
+            if value is not None and not 0.0 <= value <= 2.0:
+                raise UsageError(f"{label} {value} is out of range; use 0 to 2")
+        if speaker is not None and not 0 <= speaker < max(self.num_speakers, 1):
+            raise UsageError(
+                f"speaker {speaker} does not exist; voice {self.name!r} has speakers "
+                f"0..{max(self.num_speakers, 1) - 1}"
+            )
+
+    def _prepare(self, text: str) -> tuple[list[Sentence], list[str]]:
+        if not isinstance(text, str) or not text.strip():
+            raise UsageError("text is empty; give some words to speak")
+        spoken, display = spoken_tokens(clean(text))
+        sentences = [
+            s
+            for s in self.phonemizer.sentences(spoken, MAX_PHONEMES)
+            if any(p in self.id_map and p not in " ^$_" for p in s.phonemes)
+        ]
+        if not sentences:
+            raise UsageError(
+                f"text {text[:40]!r} has nothing this voice can speak (only symbols, emoji or "
+                f"characters outside its language)"
+            )
+        # Display words only when tokens line up one to one (they do unless a clause boundary
+        # fell inside a token).
+        if len(split_tokens(spoken)) != len(display):
+            display = []
+        return sentences, display
+
+    def _ids(self, sentence: Sentence) -> tuple[list[int], list[int]]:
+        """Piper's framing: ^ _ (phoneme _)* $; ``id_pos[k]`` = index of phoneme k's id."""
+        pad = self.id_map["_"]
+        ids = [*self.id_map["^"], *pad]
+        id_pos = []
+        for ph in sentence.phonemes:
+            id_pos.append(len(ids))
+            if ph in self.id_map:  # Piper skips unknown phonemes too
+                ids += [*self.id_map[ph], *pad]
+        ids += self.id_map["$"]
+        return ids, id_pos
+
+    def _words(
+        self, sentence: Sentence, id_pos: list[int], frames: np.ndarray, display: list[str]
+    ) -> list[Word]:
+        sec_per_frame = self.hop_length / self.sample_rate
+        edges = np.concatenate([[0], np.cumsum(frames)]) * sec_per_frame
+        n_ids = len(frames)
+        words = []
+        for text, a, b, index in sentence.words:
+            if b <= a:
+                continue
+            # A phoneme owns its id and the pad after it (Piper's alignment convention).
+            first = id_pos[a]
+            last = id_pos[b - 1] if b - 1 < len(id_pos) else n_ids - 1
+            end_id = min(last + 2, n_ids)
+            label = display[index] if display and index < len(display) else text
+            words.append(Word(label, float(edges[first]), float(edges[end_id])))
+        return words
