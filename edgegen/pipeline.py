@@ -170,3 +170,36 @@ class StableDiffusion:
             x = step.latents
             mx.eval(x)
         return self.decode(x)
+
+
+class StableDiffusionImageSource:
+    """Adapts :class:`StableDiffusion` to the video renderer's ``ImageSource`` protocol.
+
+    One instance keeps the model warm across all scenes of a video.
+    """
+
+    def __init__(
+        self,
+        sd: StableDiffusion,
+        steps: int = 20,
+        guidance: float = 7.5,
+        sampler: str | None = None,
+    ) -> None:
+        self.sd = sd
+        self.steps = steps
+        self.guidance = guidance
+        self.sampler = sampler
+        self.name = f"{sd.name}:{steps}:{guidance:g}:{sd.sampler_name(sampler)}"  # keys the cache
+        self.native_size = sd.default_size
+
+    @classmethod
+    def load(cls, model: str | Path, **settings) -> StableDiffusionImageSource:  # noqa: ANN003
+        return cls(StableDiffusion.load(model), **settings)
+
+    def generate(self, prompt: str, negative: str, seed: int, width: int, height: int):  # noqa: ANN201
+        from PIL import Image
+
+        p = GenerationParams(
+            prompt, negative, self.steps, self.guidance, self.sampler, seed, width, height
+        )
+        return Image.fromarray(self.sd.generate(p)[0])
