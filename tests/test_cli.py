@@ -28,7 +28,7 @@ def one_line_error(result, code, *fragments):
 def test_help_lists_commands():
     result = run("--help")
     assert result.exit_code == 0
-    for name in ("generate", "doctor"):
+    for name in ("generate", "speak", "render", "doctor"):
         assert name in result.output
     assert run("generate", "--help").exit_code == 0
 
@@ -183,3 +183,19 @@ def test_no_network_connections(tiny_sd1, tmp_path, monkeypatch):
     )
     assert result.exit_code == 0, result.output
     assert attempts == []
+
+
+def test_help_does_not_import_heavy_modules():
+    """``edgegen --help`` must stay instant: listing commands may not load MLX or PyAV."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from edgegen.cli import cli\n"
+        "assert CliRunner().invoke(cli, ['--help']).exit_code == 0\n"
+        "print(sorted(m for m in ('mlx.core', 'av', 'torch') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

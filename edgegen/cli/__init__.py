@@ -19,6 +19,8 @@ from edgegen.errors import EdgegenError
 # name → "module:attribute" of a click command, loaded lazily.
 COMMANDS = {
     "generate": "edgegen.cli.generate:generate",
+    "speak": "edgegen.cli.speak:speak",
+    "render": "edgegen.cli.render:render",
     "doctor": "edgegen.cli.doctor:doctor",
 }
 
