@@ -2,11 +2,12 @@
 
 Why not ``mx.conv1d``: on the CPU backend MLX runs dilated and transposed 1-D convolutions
 through a naive loop (measured here: 0.7 GFLOP/s for a dilated 32-channel conv, against 19+ for
-the same conv as one matrix product). Every VITS convolution is therefore one GEMM:
+the same conv as one matrix product). Every VITS convolution is therefore built from GEMMs:
 
-* ``Conv1d``: im2col along time, ``W (C_out, K*C_in) @ cols (K*C_in, T)``. Channels-first keeps
-  each tap a contiguous time slice and gives BLAS a long N dimension, which measured ~2× faster
-  than the channels-last form for the decoder's 32- and 64-channel layers.
+* ``Conv1d``: channels-first, ``W (C_out, K*C_in) @ cols (K*C_in, T)`` (im2col along time), or
+  for narrow layers one ``W_k @ shifted slice`` per tap. Channels-first keeps each tap a
+  contiguous time slice and gives BLAS a long N dimension, which measured ~2× faster than
+  the channels-last form for the decoder's 32- and 64-channel layers.
 * ``ConvTranspose1d``: one GEMM producing every tap's contribution, then an overlap-add of
   ``K / stride`` shifted blocks (polyphase form) — no zero-stuffed input.
 
@@ -35,16 +36,24 @@ class Conv1d(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         c_out, k, c_in = self.weight.shape
-        w = self.weight.reshape(c_out, k * c_in)
         if k == 1:
-            y = w @ x
+            y = self.weight.reshape(c_out, c_in) @ x
         else:
             d = self.dilation
             pad = d * (k - 1) // 2
             t = x.shape[1]
             xp = mx.pad(x, [(0, 0), (pad, pad)])
-            cols = mx.concatenate([xp[:, j * d : j * d + t] for j in range(k)], axis=0)
-            y = w @ cols
+            if c_in <= 64:
+                # Narrow layers (the decoder's last stages, 10^5 samples long): one GEMM per
+                # tap reads each shifted slice in place; building the K-times larger im2col
+                # matrix cost more than the GEMMs (A/B on the whole decoder, 3 runs each).
+                y = None
+                for j in range(k):
+                    part = self.weight[:, j, :] @ xp[:, j * d : j * d + t]
+                    y = part if y is None else y + part
+            else:
+                cols = mx.concatenate([xp[:, j * d : j * d + t] for j in range(k)], axis=0)
+                y = self.weight.reshape(c_out, k * c_in) @ cols
         if "bias" in self:
             y = y + self.bias[:, None]
         return y
