@@ -12,6 +12,7 @@ Loudness follows ITU-R BS.1770-4 (K-weighting, 400 ms blocks, absolute and relat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -146,13 +147,25 @@ _SHELF = (
 _HIGHPASS = ([1.0, -2.0, 1.0], [1.0, -1.99004745483398, 0.99007225036621])
 
 
-def _k_weighting_gain(n_fft: int) -> np.ndarray:
-    """|H(f)|^2 of the two K-weighting biquads on the rfft grid of ``n_fft`` points."""
-    z = np.exp(-1j * np.pi * np.arange(n_fft // 2 + 1) / (n_fft // 2))
-    h = np.ones_like(z)
+@functools.cache
+def _k_weighting_amplitude(n_fft: int) -> np.ndarray:
+    """|H(f)| of the two K-weighting biquads on the rfft grid of ``n_fft`` points."""
+    w = np.pi * np.arange(n_fft // 2 + 1) / (n_fft // 2)
+    cos1, cos2 = np.cos(w), np.cos(2 * w)
+
+    def power(c: list[float]) -> np.ndarray:  # |c0 + c1 e^-jw + c2 e^-2jw|^2, in reals
+        return (
+            c[0] ** 2
+            + c[1] ** 2
+            + c[2] ** 2
+            + 2 * (c[0] * c[1] + c[1] * c[2]) * cos1
+            + 2 * c[0] * c[2] * cos2
+        )
+
+    h2 = np.ones_like(w)
     for b, a in (_SHELF, _HIGHPASS):
-        h *= np.polyval(b[::-1], z) / np.polyval(a[::-1], z)
-    return np.abs(h) ** 2
+        h2 *= power(b) / power(a)
+    return np.sqrt(np.maximum(h2, 0.0)).astype(np.float32)  # rounding can dip below 0 at DC
 
 
 def loudness(x: np.ndarray) -> float:
@@ -162,18 +175,18 @@ def loudness(x: np.ndarray) -> float:
     energies depend only on the power spectrum, and this is far faster than a Python IIR.
     """
     x = x[:, None] if x.ndim == 1 else x
-    n = len(x)
-    block, step = int(0.4 * RATE), int(0.1 * RATE)
-    if n < block:
-        x = np.concatenate([x, np.zeros((block - n, x.shape[1]), x.dtype)])
-        n = block
+    block, step = int(0.4 * RATE), int(0.1 * RATE)  # 400 ms blocks, 75 % overlap
+    n = max(len(x), block)
     n_fft = 1 << int(np.ceil(np.log2(n)))
-    spec = np.fft.rfft(x.astype(np.float64), n=n_fft, axis=0)
-    weighted = np.fft.irfft(spec * np.sqrt(_k_weighting_gain(n_fft))[:, None], n=n_fft, axis=0)[:n]
-    sq = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(weighted**2, axis=0)])
-    starts = np.arange(0, n - block + 1, step)
-    z = (sq[starts + block] - sq[starts]) / block  # mean square per block and channel
-    power = z.sum(axis=1)
+    gain = _k_weighting_amplitude(n_fft)
+    power = np.zeros(n // step - 3)
+    for channel in x.T:  # one contiguous 1-D FFT per channel: several times faster than axis=0
+        weighted = np.fft.irfft(np.fft.rfft(channel, n=n_fft) * gain, n=n_fft)[:n]
+        # mean square per block = sum of its four 100 ms sub-blocks
+        sub = (
+            np.square(weighted[: n // step * step]).reshape(-1, step).sum(axis=1, dtype=np.float64)
+        )
+        power += (sub[:-3] + sub[1:-2] + sub[2:-1] + sub[3:]) / block
     with np.errstate(divide="ignore"):
         lk = -0.691 + 10 * np.log10(power)
     keep = lk > -70.0

@@ -102,16 +102,23 @@ class Fonts:
                 continue
         self.faces.append(ImageFont.load_default(size=px))  # Pillow's own Aileron
         self.missing: set[str] = set()
+        self._coverage: dict[tuple[int, str], bool] = {}
 
-    @functools.cache  # noqa: B019 (a few Fonts objects per render; they die with it)
     def _has(self, face_index: int, ch: str) -> bool:
-        """True when the face draws ``ch`` with a real glyph, not its .notdef box."""
+        """True when the face draws ``ch`` with a real glyph, not its .notdef box.
+
+        Pillow exposes no character map, so compare against the glyph of a code point no
+        font maps (plane-16 private use): an unmapped character renders as that same box.
+        """
         if ch.isspace():
             return True
-        face = self.faces[face_index]
-        notdef = face.getmask("\U0010fffd")
-        mask = face.getmask(ch)
-        return mask.size != notdef.size or bytes(mask) != bytes(notdef)
+        key = (face_index, ch)
+        if key not in self._coverage:
+            face = self.faces[face_index]
+            notdef = face.getmask("\U0010fffd")
+            mask = face.getmask(ch)
+            self._coverage[key] = mask.size != notdef.size or bytes(mask) != bytes(notdef)
+        return self._coverage[key]
 
     def face_for(self, word: str) -> ImageFont.FreeTypeFont:
         for i, face in enumerate(self.faces):
@@ -151,6 +158,7 @@ class Captioner:
         self.max_width = width * (1.0 - self.style.left - self.style.right)
         self.line_height = round(self.px * 1.25)
         self.stroke = max(1, round(self.px * 0.09))
+        self._overlays: dict[tuple[Page, int | None], Overlay] = {}
 
     # 1. Pagination --------------------------------------------------------------------------
 
@@ -238,8 +246,12 @@ class Captioner:
         by = round(self.height * (1.0 - self.style.bottom) - block_h) // 2 * 2
         return out, (bx, by)
 
-    @functools.lru_cache(maxsize=16)  # noqa: B019 (states of the current page are reused)
     def overlay(self, page: Page, active: int | None) -> Overlay:
+        """The drawn state, cached while its page is on screen (frames arrive in order)."""
+        if (page, active) in self._overlays:
+            return self._overlays[page, active]
+        if any(p != page for p, _ in self._overlays):
+            self._overlays.clear()  # a new page: memory stays at one page's states
         img, (x, y) = self._draw_block(page, active)
         rgba = np.asarray(img)
         alpha = rgba[..., 3].astype(np.uint16)
@@ -254,6 +266,7 @@ class Captioner:
         ov = Overlay(x, y)
         for plane, alpha_plane in zip(yuv, (a, ac, ac), strict=True):
             ov.planes.append((plane.astype(np.uint16) * alpha_plane, 256 - alpha_plane))
+        self._overlays[page, active] = ov
         return ov
 
     def state_at(

@@ -95,22 +95,36 @@ class KenBurns:
         cw = 2 * math.ceil(width * motion.zoom / 2)
         ch = 2 * math.ceil(height * motion.zoom / 2)
         y, u, v = image_to_yuv(cover(image, cw, ch))
-        self._planes = (Image.fromarray(y), Image.fromarray(u), Image.fromarray(v))
         self.canvas = (cw, ch)
+        # A pan keeps one axis still: resample that axis once here, so that every frame needs
+        # only the one pass along the moving axis (measured: about half the per-frame cost).
+        a, b = self.window(0.0), self.window(1.0)
+        self._still_x = a[0] == b[0] and a[2] == b[2]
+        self._still_y = a[1] == b[1] and a[3] == b[3]
+        self._planes = []
+        for plane, scale in ((y, 1.0), (u, 0.5), (v, 0.5)):
+            img = Image.fromarray(plane)
+            out_w, out_h = round(width * scale), round(height * scale)
+            if self._still_y:
+                box = (0, a[1] * scale, img.width, a[3] * scale)
+                img = img.resize((img.width, out_h), Image.BILINEAR, box=box)
+            elif self._still_x:
+                box = (a[0] * scale, 0, a[2] * scale, img.height)
+                img = img.resize((out_w, img.height), Image.BILINEAR, box=box)
+            self._planes.append((img, scale, out_w, out_h))
 
     def window(self, t: float) -> tuple[float, float, float, float]:
         return self.motion.window(t, *self.canvas)
 
     def frame(self, t: float) -> Planes:
         x0, y0, x1, y1 = self.window(t)
-        yp, up, vp = self._planes
-        w, h = self.width, self.height
-        chroma_box = (x0 / 2, y0 / 2, x1 / 2, y1 / 2)
-        return (
-            np.asarray(yp.resize((w, h), Image.BILINEAR, box=(x0, y0, x1, y1))),
-            np.asarray(up.resize((w // 2, h // 2), Image.BILINEAR, box=chroma_box)),
-            np.asarray(vp.resize((w // 2, h // 2), Image.BILINEAR, box=chroma_box)),
-        )
+        out = []
+        for img, scale, out_w, out_h in self._planes:
+            bx0, bx1 = (0.0, out_w) if self._still_x else (x0 * scale, x1 * scale)
+            by0, by1 = (0.0, out_h) if self._still_y else (y0 * scale, y1 * scale)
+            resized = img.resize((out_w, out_h), Image.BILINEAR, box=(bx0, by0, bx1, by1))
+            out.append(np.asarray(resized))
+        return tuple(out)  # type: ignore[return-value]
 
 
 def blend(a: Planes, b: Planes, weight: float) -> Planes:
