@@ -1,0 +1,419 @@
+"""Train edgegen's default model: a small Stable Diffusion (CLIP text encoder, UNet, VAE).
+
+Run from the repository root (takes about 90 minutes on a shared 2-core CPU):
+
+    .venv/bin/python training/train_default_model.py --out edgegen/defaultmodel/weights
+
+Everything is generated here and seeded, so the same command gives the same model:
+
+1. render the captioned scenes of ``edgegen.defaultmodel.scenes`` at 128×256;
+2. train the AutoencoderKL (8× down, 4 latent channels) on random crops of the first images;
+3. encode every image once to latents (posterior means) and set the VAE's scaling factor so
+   that the latents have unit variance, as SD's 0.18215 does;
+4. train the UNet and the CLIP text encoder together on those latents (epsilon prediction,
+   DDPM scaled-linear betas, min-SNR loss weights, 10% empty captions for classifier-free
+   guidance, offset noise so that whole-image colour can move, horizontal flips that swap
+   left and right in the caption too), keeping an EMA of the weights;
+5. save the EMA weights in diffusers layout (fp16 safetensors) every ``save_every`` steps and at
+   the end, plus ``loss.csv`` files and a loss plot.
+
+The tokenizer is a reduced CLIP BPE vocabulary (see ``edgegen/defaultmodel/vocab.py``). Captions
+are tokenized with edgegen's own tokenizer reading the saved files, so training sees exactly
+the ids the MLX pipeline will feed the model.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning threads starve on a shared CPU
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import csv  # noqa: E402
+import json  # noqa: E402
+import random  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import asdict, dataclass, fields, replace  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import edgegen  # noqa: E402, F401  (BLAS before any mlx import)
+from edgegen.defaultmodel.scenes import Scene, caption, caption_words, render, scene_for  # noqa: E402
+from edgegen.defaultmodel.vocab import write_reduced_tokenizer  # noqa: E402
+from edgegen.tokenizer import CLIPTokenizer  # noqa: E402
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    width: int = 128  # edgegen sizes are multiples of 64; 128×256 is the nearest to 9:16
+    height: int = 256
+    images: int = 6000  # distinct scenes (×2 with flips)
+    # VAE
+    vae_channels: tuple[int, ...] = (16, 32, 64, 64)  # 4 levels: 8× down
+    vae_groups: int = 16
+    vae_images: int = 768  # the first images of the set, cropped at random
+    vae_crop: int = 96
+    vae_batch: int = 16
+    vae_steps: int = 500
+    vae_lr: float = 1e-3
+    vae_kl: float = 1e-6  # KL weight per summed pixel loss, as in SD's autoencoder
+    # Text encoder (CLIP architecture, quick_gelu like SD 1.x)
+    text_hidden: int = 128
+    text_layers: int = 3
+    text_heads: int = 4
+    text_ff: int = 512
+    # UNet
+    unet_channels: tuple[int, ...] = (32, 64, 128)
+    unet_groups: int = 32
+    unet_heads: int = 8
+    unet_steps: int = 1400
+    batch: int = 64
+    lr: float = 8e-4
+    warmup: int = 100
+    caption_dropout: float = 0.1  # empty prompt: the unconditional branch of CFG
+    offset_noise: float = 0.1
+    min_snr_gamma: float = 5.0
+    ema_decay: float = 0.998
+    save_every: int = 200
+    threads: int = 2
+    save_fp16: bool = True  # ship in half precision: ≈ half the package size
+
+
+def tiny_config() -> TrainConfig:
+    """A few-second configuration for tests."""
+    return replace(
+        TrainConfig(),
+        images=8,
+        vae_channels=(8, 8),
+        vae_groups=4,
+        vae_images=8,
+        vae_crop=32,
+        vae_batch=2,
+        vae_steps=2,
+        text_hidden=32,
+        text_layers=1,
+        text_ff=64,
+        unet_channels=(16, 32),
+        unet_groups=8,
+        unet_heads=2,
+        unet_steps=3,
+        batch=4,
+        warmup=1,
+        save_every=2,
+        width=64,
+        height=64,
+    )
+
+
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def flipped(scene: Scene) -> Scene:
+    """The same scene mirrored left-right: its caption swaps left and right."""
+    col, row = scene.cell
+    return replace(scene, cell=(2 - col, row))
+
+
+def render_set(cfg: TrainConfig) -> tuple[list[Scene], np.ndarray]:
+    scenes = [scene_for(i, cfg.seed) for i in range(cfg.images)]
+    pixels = np.stack([np.asarray(render(s, (cfg.width, cfg.height))) for s in scenes])
+    return scenes, pixels  # (N, H, W, 3) uint8
+
+
+def to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def build(cfg: TrainConfig, tokenizer: CLIPTokenizer, vocab_size: int):  # noqa: ANN201
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(cfg.seed)
+    n = len(cfg.vae_channels)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=cfg.vae_channels,
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=cfg.vae_groups,
+        sample_size=cfg.height,
+    )
+    m = len(cfg.unet_channels)
+    unet = UNet2DConditionModel(
+        # sample_size × VAE scale is the "native" side edgegen derives its default size from:
+        # 16 × 8 = 128 → a 128×256 portrait.
+        sample_size=cfg.width // 2 ** (n - 1),
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=cfg.unet_channels,
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (m - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (m - 1) + ("UpBlock2D",),
+        cross_attention_dim=cfg.text_hidden,
+        attention_head_dim=cfg.unet_heads,
+        norm_num_groups=cfg.unet_groups,
+    )
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=cfg.text_hidden,
+            intermediate_size=cfg.text_ff,
+            num_hidden_layers=cfg.text_layers,
+            num_attention_heads=cfg.text_heads,
+            max_position_embeddings=tokenizer.model_max_length,
+            hidden_act="quick_gelu",
+            bos_token_id=tokenizer.bos_id,
+            eos_token_id=tokenizer.eos_id,
+            pad_token_id=tokenizer.pad_id,
+        )
+    )
+    return vae, unet, text
+
+
+def scheduler():  # noqa: ANN201
+    from diffusers import DPMSolverMultistepScheduler
+
+    # SD 1.x's training schedule; DPM-Solver++(2M) is the sampler edgegen picks for it.
+    return DPMSolverMultistepScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type="epsilon",
+        steps_offset=1,
+    )
+
+
+def train_vae(cfg: TrainConfig, vae, pixels: np.ndarray, out: Path) -> None:  # noqa: ANN001
+    rng = np.random.default_rng(cfg.seed + 1)
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    data = pixels[: cfg.vae_images]
+    c = min(cfg.vae_crop, cfg.width, cfg.height)
+    gen = torch.Generator().manual_seed(cfg.seed + 2)
+    t0 = time.time()
+    with open(out / "vae_loss.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "loss", "l1", "seconds"])
+        for step in range(cfg.vae_steps):
+            idx = rng.integers(0, len(data), cfg.vae_batch)
+            ys = rng.integers(0, cfg.height - c + 1, cfg.vae_batch)
+            xs = rng.integers(0, cfg.width - c + 1, cfg.vae_batch)
+            crops = np.stack(
+                [data[i, y : y + c, x : x + c] for i, y, x in zip(idx, ys, xs, strict=True)]
+            )
+            x = to_tensor(crops)
+            post = vae.encode(x).latent_dist
+            z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+            rec = vae.decode(z).sample
+            l1 = (rec - x).abs().mean()
+            loss = l1 + 0.5 * F.mse_loss(rec, x) + cfg.vae_kl * post.kl().mean() / x[0].numel()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            opt.step()
+            w.writerow([step, f"{loss.item():.5f}", f"{l1.item():.5f}", f"{time.time() - t0:.1f}"])
+            if step % 25 == 0 or step == cfg.vae_steps - 1:
+                f.flush()
+                log(f"vae step {step} loss {loss.item():.4f} l1 {l1.item():.4f}")
+
+
+@torch.no_grad()
+def encode_set(vae, pixels: np.ndarray, batch: int = 32) -> torch.Tensor:  # noqa: ANN001
+    out = []
+    for i in range(0, len(pixels), batch):
+        out.append(vae.encode(to_tensor(pixels[i : i + batch])).latent_dist.mean)
+        if i % (batch * 20) == 0:
+            log(f"encoded {i}/{len(pixels)}")
+    return torch.cat(out)
+
+
+class EMA:
+    def __init__(self, modules: list[torch.nn.Module], decay: float):
+        self.decay = decay
+        self.shadow = [copy.deepcopy(m).eval().requires_grad_(False) for m in modules]
+        self.modules = modules
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for shadow, live in zip(self.shadow, self.modules, strict=True):
+            for s, p in zip(shadow.parameters(), live.parameters(), strict=True):
+                s.lerp_(p, 1 - d)
+
+
+def save(out: Path, cfg: TrainConfig, vae, unet, text, tok_dir: Path, meta: dict) -> None:  # noqa: ANN001
+    """Write the diffusers folder atomically (a temporary sibling, then a rename)."""
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTokenizer as HFTokenizer
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    hf_tok = HFTokenizer(
+        vocab_file=str(tok_dir / "vocab.json"),
+        merges_file=str(tok_dir / "merges.txt"),
+        pad_token="<|endoftext|>",
+        model_max_length=77,
+    )
+    dtype = torch.float16 if cfg.save_fp16 else torch.float32
+    parts = [copy.deepcopy(m).to(dtype) for m in (vae, unet, text)]
+    pipe = StableDiffusionPipeline(
+        vae=parts[0],
+        unet=parts[1],
+        text_encoder=parts[2],
+        tokenizer=hf_tok,
+        scheduler=scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    # One source of truth for the vocabulary: SD 1.5's file set (vocab.json + merges.txt).
+    shutil.rmtree(tmp / "tokenizer")
+    shutil.copytree(tok_dir, tmp / "tokenizer")
+    (tmp / "training.json").write_text(json.dumps({**meta, "config": asdict(cfg)}, indent=2))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
+def train(cfg: TrainConfig, out: Path, work: Path) -> dict:
+    """Run all phases; returns a summary. ``out`` receives the diffusers folder, ``work`` the
+    loss logs and intermediate files."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    tok_dir = work / "tokenizer"
+    vocab_size = write_reduced_tokenizer(tok_dir, caption_words())
+    tokenizer = CLIPTokenizer.from_dir(tok_dir)
+    vae, unet, text = build(cfg, tokenizer, vocab_size)
+    sizes = {
+        k: sum(p.numel() for p in m.parameters())
+        for k, m in (("vae", vae), ("unet", unet), ("text_encoder", text))
+    }
+    log(f"vocab {vocab_size} tokens; parameters {sizes}")
+
+    scenes, pixels = render_set(cfg)
+    log(f"rendered {len(scenes)} scenes at {cfg.width}×{cfg.height}")
+    vae.train()
+    train_vae(cfg, vae, pixels, work)
+    vae.eval().requires_grad_(False)
+    vae_seconds = time.time() - started
+
+    latents = encode_set(vae, pixels)
+    scale = float(1.0 / latents.std())
+    vae.register_to_config(scaling_factor=scale)
+    latents = latents * scale
+    log(f"latents {tuple(latents.shape)}, scaling factor {scale:.5f}")
+
+    sched = scheduler()
+    alphas = sched.alphas_cumprod.float()
+    snr = alphas / (1 - alphas)
+    weights = torch.clamp(snr, max=cfg.min_snr_gamma) / snr  # min-SNR-γ for epsilon targets
+    params = list(unet.parameters()) + list(text.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    ema = EMA([unet, text], cfg.ema_decay)
+    rng = np.random.default_rng(cfg.seed + 3)
+    gen = torch.Generator().manual_seed(cfg.seed + 4)
+    unet.train()
+    text.train()
+    t0 = time.time()
+    loss_value = float("nan")
+    meta: dict = {}
+    with open(work / "loss.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "loss", "lr", "seconds"])
+        for step in range(cfg.unet_steps):
+            lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            idx = rng.integers(0, len(scenes), cfg.batch)
+            flip = rng.random(cfg.batch) < 0.5
+            x0 = latents[idx].clone()
+            x0[flip] = x0[flip].flip(-1)
+            crng = random.Random(int(rng.integers(2**62)))
+            prompts = [
+                ""
+                if crng.random() < cfg.caption_dropout
+                else caption(flipped(scenes[i]) if fl else scenes[i], crng)
+                for i, fl in zip(idx, flip, strict=True)
+            ]
+            ids = torch.from_numpy(tokenizer.encode(prompts).ids.astype(np.int64))
+            noise = torch.randn(x0.shape, generator=gen)
+            noise += cfg.offset_noise * torch.randn((x0.shape[0], x0.shape[1], 1, 1), generator=gen)
+            t = torch.randint(0, len(alphas), (cfg.batch,), generator=gen)
+            a = alphas[t].view(-1, 1, 1, 1)
+            xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+            context = text(ids).last_hidden_state
+            eps = unet(xt, t, context).sample
+            per = ((eps - noise) ** 2).mean(dim=(1, 2, 3))
+            loss = (per * weights[t]).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            ema.update(step)
+            loss_value = loss.item()
+            w.writerow([step, f"{loss_value:.5f}", f"{lr:.6f}", f"{time.time() - t0:.1f}"])
+            done = step + 1
+            if step % 10 == 0:
+                f.flush()
+                log(
+                    f"unet step {step} loss {loss_value:.4f} ({(time.time() - t0) / done:.2f} s/step)"
+                )
+            if done % cfg.save_every == 0 or done == cfg.unet_steps:
+                meta = {
+                    "steps": done,
+                    "final_loss_ema100": _tail_mean(work / "loss.csv", f),
+                    "unet_seconds": round(time.time() - t0, 1),
+                    "vae_seconds": round(vae_seconds, 1),
+                    "total_seconds": round(time.time() - started, 1),
+                    "parameters": sizes,
+                    "vocab_size": vocab_size,
+                    "scaling_factor": scale,
+                }
+                save(out, cfg, vae, ema.shadow[0], ema.shadow[1], tok_dir, meta)
+                log(f"saved {out} at step {done}")
+    return meta
+
+
+def _tail_mean(path: Path, f, n: int = 100) -> float:  # noqa: ANN001
+    f.flush()
+    rows = list(csv.DictReader(path.open()))[-n:]
+    return round(sum(float(r["loss"]) for r in rows) / max(1, len(rows)), 5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("edgegen/defaultmodel/weights"))
+    ap.add_argument("--work", type=Path, default=Path("training/run"))
+    ap.add_argument("--tiny", action="store_true", help="a few-second smoke run")
+    for fld in fields(TrainConfig):
+        if fld.type in ("int", "float"):
+            ap.add_argument("--" + fld.name.replace("_", "-"), type=eval(fld.type), default=None)
+    args = ap.parse_args(argv)
+    cfg = tiny_config() if args.tiny else TrainConfig()
+    overrides = {
+        fld.name: getattr(args, fld.name)
+        for fld in fields(TrainConfig)
+        if getattr(args, fld.name, None) is not None
+    }
+    cfg = replace(cfg, **overrides)
+    log(f"config {asdict(cfg)}")
+    summary = train(cfg, args.out, args.work)
+    log(f"done: {summary}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
