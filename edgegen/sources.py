@@ -26,6 +26,11 @@ class ModelSource(Protocol):
     def load_vae(self, dtype: mx.Dtype) -> Any: ...
 
 
-def open_model(model: str | Path) -> ModelSource:
-    """Resolve ``model`` (a path or a Hugging Face repo id found in the local cache)."""
+def open_model(model: str | Path | None = None) -> ModelSource:
+    """Resolve ``model`` (a path or a Hugging Face repo id found in the local cache); None or
+    ``"default"`` is the small model that ships inside the package (edgegen.defaultmodel)."""
+    from edgegen import defaultmodel
+
+    if model is None or str(model) in defaultmodel.ALIASES:
+        model = defaultmodel.path()
     return open_diffusers(resolve(model))
