@@ -58,6 +58,7 @@ STAGES = {
     help="Music file, looped and ducked under the voice.",
 )
 @click.option("--draft", is_flag=True, help="Fast preview encode (lower quality).")
+@click.option("--hardware", is_flag=True, help="macOS: encode with VideoToolbox (else x264).")
 @click.option("--fps", type=click.IntRange(1, 120), default=None, help="Frames per second.")
 @click.option("--size", type=SIZE, default=None, help="WIDTHxHEIGHT (default 1080x1920).")
 @click.option("--seed", type=int, default=None, help="Video seed (scene seeds derive from it).")
@@ -70,6 +71,7 @@ def render(
     style: str | None,
     music: Path | None,
     draft: bool,
+    hardware: bool,
     fps: int | None,
     size: tuple[int, int] | None,
     seed: int | None,
@@ -103,6 +105,7 @@ def render(
             style=style,
             music=music,
             draft=draft,
+            hardware=hardware,
             seed=seed,
             fps=fps,
             size=size,

@@ -49,6 +49,27 @@ def preset(name: str) -> EncodeSettings:
         ) from None
 
 
+HARDWARE_CODEC = "h264_videotoolbox"
+
+
+def hardware_available(width: int, height: int, fps: int) -> bool:
+    """Whether VideoToolbox opens here (macOS with a PyAV build that has it).
+
+    Probed on a throwaway codec context: a stream added to the container cannot be removed
+    again if the hardware encoder then refused to open.
+    """
+    if sys.platform != "darwin":
+        return False
+    try:
+        cc = av.CodecContext.create(HARDWARE_CODEC, "w")
+        cc.width, cc.height, cc.pix_fmt = width, height, "yuv420p"
+        cc.time_base = Fraction(1, fps)
+        cc.open()
+        return True
+    except (av.FFmpegError, ValueError):  # unknown codec, or the session refused
+        return False
+
+
 def new_frame(width: int, height: int) -> tuple[av.VideoFrame, list[np.ndarray]]:
     """An empty yuv420p frame and writable NumPy views of its three planes (padding cut off)."""
     frame = av.VideoFrame(width, height, "yuv420p")
@@ -86,15 +107,11 @@ class Encoder:
             self.astream.bit_rate = settings.audio_bitrate
 
     def _video_stream(self, width: int, height: int, fps: int, s: EncodeSettings) -> av.VideoStream:
-        if s.hardware and sys.platform == "darwin":
-            try:
-                stream = self.container.add_stream("h264_videotoolbox", rate=fps)
-                self._configure(stream, width, height)
-                stream.bit_rate = s.hardware_bitrate
-                stream.codec_context.open()
-                return stream
-            except (av.FFmpegError, ValueError):
-                pass  # not available on this machine/build: x264 below
+        if s.hardware and hardware_available(width, height, fps):
+            stream = self.container.add_stream(HARDWARE_CODEC, rate=fps)
+            self._configure(stream, width, height)
+            stream.bit_rate = s.hardware_bitrate
+            return stream
         stream = self.container.add_stream("libx264", rate=fps)
         self._configure(stream, width, height)
         stream.options = {"crf": str(s.crf), "preset": s.preset}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -176,6 +176,7 @@ def render(
     style: str | None = None,
     music: Path | None = None,
     draft: bool = False,
+    hardware: bool = False,
     seed: int | None = None,
     fps: int | None = None,
     size: tuple[int, int] | None = None,
@@ -187,7 +188,8 @@ def render(
 ) -> RenderReport:
     """Render ``script`` to ``out`` (default: beside the script, ``.mp4``) plus ``.srt``/``.vtt``.
 
-    Arguments left ``None`` take the storyboard's values. Raises ``InputFileError`` /
+    Arguments left ``None`` take the storyboard's values. ``hardware``: encode with
+    VideoToolbox where it opens (macOS), else libx264. Raises ``InputFileError`` /
     ``UsageError`` for bad input before anything is written; the MP4 appears only complete.
     """
     notify = progress or (lambda e: None)
@@ -209,6 +211,8 @@ def render(
         prompts.style(style)  # a command-line style names no file line: UsageError
     storyboard.validate(board)
     settings = encode_settings or PRESETS["draft" if draft else "final"]
+    if hardware:
+        settings = replace(settings, hardware=True)
     cache = cache or ImageCache(default_root())
     model = getattr(images, "name", None) or type(images).__qualname__
     clock["read"] = time.perf_counter() - t0
