@@ -27,10 +27,20 @@ class ModelSource(Protocol):
 
 
 def open_model(model: str | Path | None = None) -> ModelSource:
-    """Resolve ``model`` (a path or a Hugging Face repo id found in the local cache); None or
+    """Resolve ``model`` (a store name, a path or a Hugging Face repo id found in the local
+    cache; a path to a converted artifact works too); None or
     ``"default"`` is the small model that ships inside the package (edgegen.defaultmodel)."""
     from edgegen import defaultmodel
 
     if model is None or str(model) in defaultmodel.ALIASES:
         model = defaultmodel.path()
+    # A converted artifact: a folder with an edgegen manifest, or a store name.
+    from edgegen import store
+    from edgegen.artifact import StoreModel, is_artifact
+
+    path = Path(model).expanduser()
+    if path.is_dir() and is_artifact(path):
+        return StoreModel(path)
+    if not path.exists() and store.exists(str(model)):
+        return StoreModel(store.find(str(model)))
     return open_diffusers(resolve(model))
