@@ -7,6 +7,7 @@ are interchangeable.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,7 +34,8 @@ def open_model(model: str | Path | None = None) -> ModelSource:
     from edgegen import defaultmodel
 
     if model is None or str(model) in defaultmodel.ALIASES:
-        model = defaultmodel.path()
+        # Reported under its own name rather than its folder's ("weights").
+        return replace(open_diffusers(defaultmodel.path()), name=defaultmodel.DEFAULT_MODEL_NAME)
     # A converted artifact: a folder with an edgegen manifest, or a store name.
     from edgegen import store
     from edgegen.artifact import StoreModel, is_artifact

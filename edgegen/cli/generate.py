@@ -93,8 +93,6 @@ def generate(
         prompt, negative, steps, guidance, scheduler, seed, width, height, clip_skip
     )
     params.validate()  # before loading anything, so bad input fails fast
-    if not model:
-        raise UsageError("no model given: pass --model PATH_OR_ID (or set EDGEGEN_MODEL)")
     seeds = [seed + i for i in range(count)]
     paths = _outputs(output, seeds)
 

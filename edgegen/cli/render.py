@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import click
 
 from edgegen.cli.options import SIZE
-from edgegen.errors import UsageError
 from edgegen.video.prompts import STYLES
 
 if TYPE_CHECKING:
@@ -16,9 +15,7 @@ if TYPE_CHECKING:
 
 
 def load_images(model: str | None) -> ImageSource:
-    """The Stable Diffusion image source (the engine's adapter to ``ImageSource``)."""
-    if not model:
-        raise UsageError("no model given: pass --model PATH_OR_ID (or set EDGEGEN_MODEL)")
+    """The Stable Diffusion image source; no model means the built-in default model."""
     from edgegen.pipeline import StableDiffusionImageSource  # provided by the image engine
 
     return StableDiffusionImageSource.load(model)
