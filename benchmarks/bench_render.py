@@ -119,7 +119,29 @@ def make_script(folder: Path, scenes: int) -> Path:
     return path
 
 
-def bench_edgegen(folder: Path, script: Path, music: Path, speaker, fps: int, keep: int):
+class Clock:
+    """Wall and CPU seconds (this process and its waited-for children, e.g. MoviePy's ffmpeg).
+
+    CPU seconds are the fairer figure on a shared machine: other tenants stretch wall time.
+    """
+
+    def __enter__(self) -> Clock:
+        self.t0, self.c0 = time.perf_counter(), os.times()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        c1 = os.times()
+        self.wall = time.perf_counter() - self.t0
+        self.cpu = sum(
+            getattr(c1, k) - getattr(self.c0, k)
+            for k in ("user", "system", "children_user", "children_system")
+        )
+
+    def __str__(self) -> str:
+        return f"{self.wall:7.2f} s wall {self.cpu:7.2f} s cpu"
+
+
+def bench_edgegen(folder: Path, script: Path, music: Path, speaker, fps: int):
     render(
         script,
         folder / "warm.mp4",
@@ -129,16 +151,20 @@ def bench_edgegen(folder: Path, script: Path, music: Path, speaker, fps: int, ke
         fps=1,
         size=(144, 256),
     )  # fills the image cache with the same keys
-    t0 = time.perf_counter()
-    report = render(
-        script, folder / "edgegen.mp4", images=DrawnImages(), speaker=speaker, music=music, fps=fps
-    )
-    seconds = time.perf_counter() - t0
+    with Clock() as clock:
+        report = render(
+            script,
+            folder / "edgegen.mp4",
+            images=DrawnImages(),
+            speaker=speaker,
+            music=music,
+            fps=fps,
+        )
     assert report.cache_hits == len(report.scenes), "images were not all cached"
-    return seconds, report
+    return clock, report
 
 
-def bench_floor(folder: Path, report, music: Path, speaker, fps: int) -> float:
+def bench_floor(folder: Path, report, music: Path, speaker, fps: int) -> Clock:
     """Encode the render's own frames, decoded into memory beforehand, with the same settings."""
     import av
 
@@ -171,11 +197,11 @@ def bench_floor(folder: Path, report, music: Path, speaker, fps: int) -> float:
                 view[...] = plane
             yield frame
 
-    t0 = time.perf_counter()
-    enc = Encoder(folder / "floor.mp4", w, h, fps, PRESETS["final"], mixed)
-    encode(enc, frames())
-    enc.close()
-    return time.perf_counter() - t0
+    with Clock() as clock:
+        enc = Encoder(folder / "floor.mp4", w, h, fps, PRESETS["final"], mixed)
+        encode(enc, frames())
+        enc.close()
+    return clock
 
 
 def _planes(frame):
@@ -186,7 +212,7 @@ def _planes(frame):
     return out
 
 
-def bench_moviepy(folder: Path, report, music: Path, speaker, fps: int) -> float:
+def bench_moviepy(folder: Path, report, music: Path, speaker, fps: int) -> Clock:
     """The same video the way MoviePy users build it (ImageClip + resized/cropped + TextClip)."""
     from moviepy import (
         AudioArrayClip,
@@ -205,7 +231,7 @@ def bench_moviepy(folder: Path, report, music: Path, speaker, fps: int) -> float
     w, h = report.size
     cf = 0.4
     font = Captioner(w, h).fonts.faces[0].path
-    t0 = time.perf_counter()
+    clock = Clock().__enter__()
     images = DrawnImages()
     clips, captions, voice, spans = [], [], [], []
     for k, scene in enumerate(report.scenes):
@@ -295,7 +321,8 @@ def bench_moviepy(folder: Path, report, music: Path, speaker, fps: int) -> float
         logger=None,
         ffmpeg_params=["-crf", str(s.crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart"],
     )
-    return time.perf_counter() - t0
+    clock.__exit__()
+    return clock
 
 
 def main() -> None:
@@ -313,22 +340,32 @@ def main() -> None:
         music = folder / "music.wav"
         write_music(music)
         script = make_script(folder, args.scenes)
-        t_render, report = bench_edgegen(folder, script, music, speaker, args.fps, 0)
+        from edgegen.video.kenburns import BACKENDS
+
+        t_render, report = bench_edgegen(folder, script, music, speaker, args.fps)
         print(
             f"video: {report.duration:.2f} s, {report.frames} frames, {report.size[0]}x{report.size[1]}"
-            f"@{args.fps}, {len(report.scenes)} scenes, cpu cores: {os.cpu_count()}"
+            f"@{args.fps}, {len(report.scenes)} scenes; cpu cores: {os.cpu_count()}; "
+            f"resampler: {BACKENDS[0]}; load average before: {os.getloadavg()[0]:.1f}"
         )
         print(
-            f"edgegen render      {t_render:7.2f} s   stages: "
+            f"edgegen render      {t_render}   stages: "
             + ", ".join(f"{k} {v:.2f}" for k, v in report.stage_seconds.items())
         )
         t_floor = bench_floor(folder, report, music, speaker, args.fps)
-        print(f"floor (encode only) {t_floor:7.2f} s")
-        print(f"render / floor      {t_render / t_floor:7.2f} x   (target <= 1.3)")
+        print(f"floor (encode only) {t_floor}")
+        print(
+            f"render / floor      {t_render.wall / t_floor.wall:7.2f} x wall "
+            f"{t_render.cpu / t_floor.cpu:7.2f} x cpu   (target <= 1.3)"
+        )
         if not args.skip_moviepy:
             t_mp = bench_moviepy(folder, report, music, speaker, args.fps)
-            print(f"moviepy 2.x         {t_mp:7.2f} s")
-            print(f"moviepy / render    {t_mp / t_render:7.2f} x   (target >= 5)")
+            print(f"moviepy 2.x         {t_mp}")
+            print(
+                f"moviepy / render    {t_mp.wall / t_render.wall:7.2f} x wall "
+                f"{t_mp.cpu / t_render.cpu:7.2f} x cpu   (target >= 5)"
+            )
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

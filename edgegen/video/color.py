@@ -14,6 +14,17 @@ from PIL import Image
 # BT.709 luma coefficients (ITU-R BT.709-6, item 3.2)
 KR, KB = 0.2126, 0.0722
 KG = 1.0 - KR - KB
+# R'G'B' in 0..255 -> Y' (16..235), Cb and Cr (16..240, centred on 0 before the +128)
+_MATRIX = (
+    np.array(
+        [
+            [KR, KG, KB],
+            [-KR / (2 * (1 - KB)), -KG / (2 * (1 - KB)), 0.5],
+            [0.5, -KG / (2 * (1 - KR)), -KB / (2 * (1 - KR))],
+        ]
+    )
+    * (np.array([219.0, 224.0, 224.0]) / 255.0)[:, None]
+).astype(np.float32)
 
 
 def rgb_to_yuv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -25,17 +36,17 @@ def rgb_to_yuv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     h, w, _ = rgb.shape
     if h % 2 or w % 2:
         raise ValueError(f"4:2:0 needs even sides, got {w}x{h}")
-    x = rgb.astype(np.float32) * (1.0 / 255.0)
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    y = KR * r + KG * g + KB * b
-    cb = (b - y) / (2.0 * (1.0 - KB))
-    cr = (r - y) / (2.0 * (1.0 - KR))
-    cb = cb.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-    cr = cr.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-    yq = np.clip(np.rint(16.0 + 219.0 * y), 0, 255).astype(np.uint8)
-    uq = np.clip(np.rint(128.0 + 224.0 * cb), 0, 255).astype(np.uint8)
-    vq = np.clip(np.rint(128.0 + 224.0 * cr), 0, 255).astype(np.uint8)
-    return yq, uq, vq
+    r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
+    m = _MATRIX
+    y = m[0, 0] * r + m[0, 1] * g + m[0, 2] * b + 16.0
+    # chroma is linear in RGB, so average RGB over each 2x2 block first, then convert a
+    # quarter of the pixels (measured: far faster than converting all and averaging after)
+    rq, gq, bq = (
+        (c[0::2, 0::2] + c[1::2, 0::2] + c[0::2, 1::2] + c[1::2, 1::2]) * 0.25 for c in (r, g, b)
+    )
+    cb = m[1, 0] * rq + m[1, 1] * gq + m[1, 2] * bq + 128.0
+    cr = m[2, 0] * rq + m[2, 1] * gq + m[2, 2] * bq + 128.0
+    return tuple(np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, cb, cr))  # type: ignore[return-value]
 
 
 def image_to_yuv(image: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
