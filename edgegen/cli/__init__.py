@@ -22,6 +22,8 @@ COMMANDS = {
     "speak": "edgegen.cli.speak:speak",
     "render": "edgegen.cli.render:render",
     "doctor": "edgegen.cli.doctor:doctor",
+    "convert": "edgegen.cli.convert:convert",
+    "models": "edgegen.cli.models:models",
 }
 
 

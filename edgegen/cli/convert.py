@@ -1,0 +1,168 @@
+"""``edgegen convert SRC --to mlx``: a diffusion model (or a Piper voice) → the model store.
+
+Thin on purpose: the work is in ``edgegen.converters.convert_sd``; this shows per-component
+progress and a summary, and dispatches ``.onnx`` voices to the speech converter.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgegen.errors import UsageError
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # unreachable; keeps type checkers content
+
+
+def precision(component: dict[str, Any]) -> str:
+    """``float16`` or ``4-bit g64 (float16)`` for a manifest component entry."""
+    quant = component.get("quantization") or {}
+    if quant.get("layers"):
+        return f"{quant['bits']}-bit g{quant['group_size']} ({component['dtype']})"
+    return component["dtype"]
+
+
+def _convert_voice(src: str, name: str | None, quantize: int | None, force: bool) -> None:
+    try:
+        from edgegen.speech import convert_voice
+    except ImportError:
+        try:
+            from edgegen.cli.speak import convert_voice
+        except ImportError as e:
+            raise UsageError("this edgegen cannot convert voices (no speech converter)") from e
+    path = convert_voice(Path(src), name, quantize, force)
+    click.echo(f"converted voice into {path}")
+
+
+@click.command("convert")
+@click.argument("src")
+@click.option("--to", "target", type=click.Choice(["mlx"]), default="mlx", show_default=True)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float16", "bfloat16", "float32"]),
+    default="float16",
+    show_default=True,
+    help="Precision of the weights that are not quantized.",
+)
+@click.option(
+    "--quantize", "-q", type=click.Choice(["8", "4"]), default=None, help="Quantize to N bits."
+)
+@click.option(
+    "--group-size",
+    type=click.Choice(["32", "64", "128"]),
+    default="64",
+    show_default=True,
+    help="Weights sharing one quantization scale.",
+)
+@click.option("--name", default=None, help="Store name (default: source name + precision).")
+@click.option("--force", is_flag=True, help="Replace a model of the same name.")
+@click.option(
+    "--check/--no-check",
+    default=True,
+    show_default=True,
+    help="Render a fixed prompt with source and result and record the PSNR.",
+)
+@click.option("--check-steps", type=click.IntRange(1, 50), default=4, show_default=True)
+@click.option("--min-psnr", type=float, default=None, help="Fail (exit 7) below this PSNR.")
+@click.option(
+    "--config-from",
+    default=None,
+    help="Single-file checkpoints: diffusers folder or cached id giving configs and tokenizers "
+    "(default: the standard configuration of the detected family).",
+)
+@click.option(
+    "--prediction-type",
+    type=click.Choice(["epsilon", "v_prediction"]),
+    default=None,
+    help="Single-file checkpoints: what the UNet predicts (SD 2.x 768 models: v_prediction).",
+)
+def convert(
+    src: str,
+    target: str,
+    dtype: str,
+    quantize: str | None,
+    group_size: str,
+    name: str | None,
+    force: bool,
+    check: bool,
+    check_steps: int,
+    min_psnr: float | None,
+    config_from: str | None,
+    prediction_type: str | None,
+) -> None:
+    """Convert SRC (a diffusers folder, a cached Hugging Face repo id, a single-file
+    .safetensors checkpoint, or a Piper VOICE.onnx) into the local model store."""
+    bits = int(quantize) if quantize else None
+    if src.lower().endswith(".onnx"):
+        _convert_voice(src, name, bits, force)
+        return
+
+    from rich.table import Table
+
+    from edgegen.cli.progress import console
+    from edgegen.converters.convert_sd import ConvertOptions
+    from edgegen.converters.convert_sd import convert as run
+
+    options = ConvertOptions(
+        dtype=dtype,
+        quantize=bits,
+        group_size=int(group_size),
+        name=name,
+        force=force,
+        check=check,
+        check_steps=check_steps,
+        min_psnr=min_psnr,
+    )
+    checkpoint = {
+        k: v
+        for k, v in (("config_from", config_from), ("prediction_type", prediction_type))
+        if v is not None
+    }
+    status = console.status("reading the source")
+
+    def progress(event: str, component: str, details: dict[str, Any]) -> None:
+        if event == "hash":
+            status.update(f"hashing {details['files']} source files")
+        elif event == "component":
+            status.update(f"converting {component}")
+        elif event == "component-done":
+            console.print(
+                f"  [green]✓[/green] {component:<15} {precision(details):<22} "
+                f"{human_bytes(details['bytes']):>9}  {details['seconds']:.1f}s"
+            )
+        elif event == "quality":
+            status.update(f"quality check: rendering {details['steps']} steps twice")
+
+    with status, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run(src, options, progress, checkpoint)
+    for w in caught:
+        console.print(f"[yellow]warning:[/yellow] {w.message}")
+    if result.up_to_date:
+        console.print(f"{result.name} is up to date ({result.path}); --force converts again")
+        return
+    m = result.manifest
+    table = Table(title=f"{result.name} ({m['family']})", show_edge=False)
+    for col in ("component", "precision", "size"):
+        table.add_column(col, justify="right" if col == "size" else "left")
+    for comp, entry in m["targets"]["mlx"]["components"].items():
+        table.add_row(comp, precision(entry), human_bytes(entry["bytes"]))
+    console.print(table)
+    quality = m.get("quality")
+    if quality:
+        value = quality["psnr_db"]
+        shown = "identical" if value is None else f"{value:.1f} dB"
+        console.print(f"quality: PSNR {shown} against the float32 source")
+    console.print(
+        f"wrote {result.path} ({human_bytes(m['bytes'])}) in {result.seconds:.1f}s; "
+        f"use it with --model {result.name}"
+    )
