@@ -76,9 +76,12 @@ def test_bad_input_is_one_line_with_exit_code(tmp_path, run, fakes, text, args, 
     assert not (tmp_path / "v.mp4").exists()
 
 
-def test_no_model_is_a_usage_error(tmp_path, run, monkeypatch):
+def test_model_option_reaches_the_loader_and_defaults_to_none(tmp_path, run, fakes, monkeypatch):
+    seen = []
+    monkeypatch.setattr(render_cli, "load_images", lambda model: seen.append(model) or fakes[0])
     monkeypatch.delenv("EDGEGEN_MODEL", raising=False)
     script = tmp_path / "s.md"
     script.write_text("Hi.\n")
-    result = run(script)
-    assert result.exit_code == 2 and "no model given" in result.output
+    assert run(script, "--fps", "5", "--size", "144x256").exit_code == 0
+    assert run(script, "--fps", "5", "--size", "144x256", "-m", "tiny").exit_code == 0
+    assert seen == [None, "tiny"]  # None: the built-in default model
