@@ -1,17 +1,24 @@
-"""Convolution building blocks for VITS, written for batch-1 channels-first (C, T) arrays.
+"""Convolution building blocks for VITS, batch 1.
 
 Why not ``mx.conv1d``: on the CPU backend MLX runs dilated and transposed 1-D convolutions
 through a naive loop (measured here: 0.7 GFLOP/s for a dilated 32-channel conv, against 19+ for
-the same conv as one matrix product). Every VITS convolution is therefore built from GEMMs:
+the same conv as one matrix product). Every VITS convolution is therefore built from GEMMs.
 
-* ``Conv1d``: channels-first, ``W (C_out, K*C_in) @ cols (K*C_in, T)`` (im2col along time), or
-  for narrow layers one ``W_k @ shifted slice`` per tap. Channels-first keeps each tap a
-  contiguous time slice and gives BLAS a long N dimension, which measured ~2× faster than
-  the channels-last form for the decoder's 32- and 64-channel layers.
-* ``ConvTranspose1d``: one GEMM producing every tap's contribution, then an overlap-add of
-  ``K / stride`` shifted blocks (polyphase form) — no zero-stuffed input.
+Two layouts, each where it measured faster:
 
-Weights use MLX's layout, ``(C_out, K, C_in)``, for both kinds (the converter transposes).
+* Text encoder, duration predictor and flow run channels-first ``(C, T)`` at phoneme/frame rate
+  (short sequences, 192+ channels): ``Conv1d.__call__`` is one im2col GEMM
+  ``W (C_out, K*C_in) @ cols (K*C_in, T)``.
+* The decoder runs channels-last ``(T, C)`` at audio rate (10^5 samples, 32-256 channels):
+  ``Conv1d.taps`` is one ``addmm`` per tap, ``y += x[j*d : j*d + T] @ W_j``, which reads each
+  shifted slice in place (contiguous rows, no im2col copy) and accumulates into the residual,
+  so bias, residual add and taps cost no separate passes. On the whole decoder this took 35%
+  less CPU than channels-first per-tap GEMMs and half the time of im2col (A/B, same process).
+* ``ConvTranspose1d`` (channels-last): one GEMM producing every tap's contribution, then an
+  overlap-add of ``K / stride`` shifted blocks (polyphase form) — no zero-stuffed input; in
+  channels-last the interleave of the phases is a free reshape.
+
+Weights use MLX's layout, ``(C_out, K, C_in)``, for every kind (the converter transposes).
 Batch is always 1: speech is synthesized one sentence at a time, so there is no padding and no
 sequence mask anywhere (a mask of ones is an identity).
 """
@@ -35,6 +42,7 @@ class Conv1d(nn.Module):
         self.dilation = dilation
 
     def __call__(self, x: mx.array) -> mx.array:
+        """Channels-first, same padding: (C_in, T) -> (C_out, T)."""
         c_out, k, c_in = self.weight.shape
         if k == 1:
             y = self.weight.reshape(c_out, c_in) @ x
@@ -43,19 +51,44 @@ class Conv1d(nn.Module):
             pad = d * (k - 1) // 2
             t = x.shape[1]
             xp = mx.pad(x, [(0, 0), (pad, pad)])
-            if c_in <= 64:
-                # Narrow layers (the decoder's last stages, 10^5 samples long): one GEMM per
-                # tap reads each shifted slice in place; building the K-times larger im2col
-                # matrix cost more than the GEMMs (A/B on the whole decoder, 3 runs each).
-                y = None
-                for j in range(k):
-                    part = self.weight[:, j, :] @ xp[:, j * d : j * d + t]
-                    y = part if y is None else y + part
-            else:
-                cols = mx.concatenate([xp[:, j * d : j * d + t] for j in range(k)], axis=0)
-                y = self.weight.reshape(c_out, k * c_in) @ cols
+            cols = mx.concatenate([xp[:, j * d : j * d + t] for j in range(k)], axis=0)
+            y = self.weight.reshape(c_out, k * c_in) @ cols
         if "bias" in self:
             y = y + self.bias[:, None]
+        return y
+
+    @property
+    def half_width(self) -> int:
+        """Samples of context each side (the same-padding width)."""
+        return self.dilation * (self.weight.shape[1] - 1) // 2
+
+    def taps(
+        self,
+        x: mx.array,
+        pad_left: int = 0,
+        pad_right: int = 0,
+        residual: mx.array | None = None,
+    ) -> mx.array:
+        """Channels-last conv without implicit padding: (L, C_in) -> (L', C_out) with
+        ``L' = L + pad_left + pad_right - 2 * half_width``; ``residual`` (L', C_out) is added.
+
+        Same padding is ``pad_left = pad_right = half_width``; a time tile of a longer signal
+        pads only at the signal's true ends and otherwise reads its neighbours' samples.
+        """
+        _, k, _ = self.weight.shape
+        d = self.dilation
+        if pad_left or pad_right:
+            x = mx.pad(x, [(pad_left, pad_right), (0, 0)])
+        length = x.shape[0] - d * (k - 1)
+        bias = self.bias if "bias" in self else None
+        if residual is not None:
+            y = residual if bias is None else residual + bias
+        else:
+            y = bias
+        for j in range(k):
+            part = x[j * d : j * d + length]
+            w = self.weight[:, j, :].T
+            y = part @ w if y is None else mx.addmm(y, part, w)
         return y
 
 
@@ -82,9 +115,9 @@ class DepthwiseConv1d(nn.Module):
 
 
 class ConvTranspose1d(nn.Module):
-    """Transposed convolution (PyTorch semantics: stride, padding) over (C_in, T).
+    """Transposed convolution (PyTorch semantics: stride, padding), channels-last (T, C_in).
 
-    ``out[o, t*s + k - p] += sum_i W[o, k, i] * x[i, t]``; output length ``(T-1)*s - 2p + K``.
+    ``out[t*s + k - p, o] += sum_i W[o, k, i] * x[t, i]``; output length ``(T-1)*s - 2p + K``.
     """
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
@@ -97,22 +130,22 @@ class ConvTranspose1d(nn.Module):
     def __call__(self, x: mx.array) -> mx.array:
         c_out, k, c_in = self.weight.shape
         s, p = self.stride, self.padding
-        t = x.shape[1]
+        t = x.shape[0]
         n = -(-k // s)  # taps span n output blocks of `s` samples
         w = self.weight
         if n * s != k:
             w = mx.pad(w, [(0, 0), (0, n * s - k), (0, 0)])
-        # (n, s, C_out) rows: contribution of every input frame to each tap.
-        w = w.transpose(1, 0, 2).reshape(n * s * c_out, c_in)
-        contrib = (w @ x).reshape(n, s, c_out, t)
+        # (C_out * K, C_in) is the weight's own memory order, so ``.T`` costs no copy.
+        contrib = (x @ w.reshape(c_out * n * s, c_in).T).reshape(t, c_out, n, s)
+        # Block m of input frame t lands on output block t + m: overlap-add the n shifted
+        # copies into (T + n - 1, s, C_out), whose row-major order *is* the output time order.
         blocks = None
         for m in range(n):
-            part = mx.pad(contrib[m], [(0, 0), (0, 0), (m, n - 1 - m)])
+            part = mx.pad(contrib[:, :, m].transpose(0, 2, 1), [(m, n - 1 - m), (0, 0), (0, 0)])
             blocks = part if blocks is None else blocks + part
-        # (s, C_out, T+n-1) -> (C_out, (T+n-1)*s): interleave the phases along time.
-        y = blocks.transpose(1, 2, 0).reshape(c_out, (t + n - 1) * s)
+        y = blocks.reshape((t + n - 1) * s, c_out)
         length = (t - 1) * s - 2 * p + k
-        return y[:, p : p + length] + self.bias[:, None]
+        return y[p : p + length] + self.bias
 
 
 class ChannelNorm(nn.Module):
