@@ -4,17 +4,18 @@ Why not ffmpeg's ``zoompan``: it rounds the crop window to whole pixels, so slow
 stair-step and jitter. Here each frame resamples a float crop window, plane by plane, with
 bilinear weights placed at the exact fractional position.
 
-Each scene image is scaled once (Lanczos) to cover the frame with ``zoom`` times the room the
-move needs; every frame then resamples a window of that canvas (a downscale of at most
-``zoom``, where bilinear is clean). Two resamplers, the same geometry:
+Each scene image is scaled once (Lanczos) to a canvas ``zoom`` times the frame, with the room
+rounded to a multiple of 4 px so that every still offset is a whole pixel in the luma *and*
+the half-size chroma planes. Then, per frame:
 
-- ``pillow`` (always available): ``Image.resize(box=...)`` on the planes. A pan resamples its
-  still axis once per scene, so a frame costs one pass. Measured at 1080x1920 on the 2-core
-  box: RGB ``resize`` 17 ms a frame, RGB AFFINE ``transform`` 35 ms, the three planes 11 ms
-  (zoom) or about 5 ms (pan).
-- ``opencv`` (used when ``cv2`` is installed): ``warpAffine`` with SIMD fixed-point bilinear,
-  positions quantized to 1/32 px: the three planes of a zoom frame in 4 CPU-ms against
-  Pillow's 12 on the same loaded machine.
+- pans move a frame-sized window at scale 1, so a frame is a sub-pixel *translation*: two
+  whole-pixel crops mixed with weights (1 - f, f) along the moving axis — exactly bilinear.
+  With OpenCV's ``addWeighted`` that is 0.33 CPU-ms for the luma plane, against 2.8 for a
+  ``warpAffine`` and about 3 for Pillow's one-pass ``resize`` (all measured at 1080x1920).
+- zooms change scale every frame and need a real resample: ``warpAffine`` (OpenCV, SIMD
+  fixed-point bilinear, positions to 1/32 px: 4 CPU-ms for the three planes) when ``cv2`` is
+  installed, else Pillow ``resize(box=...)`` (12 CPU-ms). An RGB resize took 17 ms and an RGB
+  AFFINE ``transform`` 35 ms wall on the same box, which is why we work on planes.
 """
 
 from __future__ import annotations
@@ -79,22 +80,63 @@ class Motion:
     move: str = "zoom-in"
     zoom: float = 1.15  # how much larger the canvas is than the frame: the room for motion
 
-    def window(self, t: float, cw: float, ch: float) -> tuple[float, float, float, float]:
-        """The crop box ``(x0, y0, x1, y1)`` on a ``cw`` x ``ch`` canvas at progress t in [0, 1]."""
+    def window(
+        self, t: float, cw: float, ch: float, w: float, h: float
+    ) -> tuple[float, float, float, float]:
+        """The crop box ``(x0, y0, x1, y1)`` at progress t in [0, 1], for a ``w`` x ``h`` frame
+        on a ``cw`` x ``ch`` canvas. Boxes keep the frame's aspect exactly."""
         e = ease(t)
         if self.move in ("zoom-in", "zoom-out"):
-            # scale goes 1 -> 1/zoom of the canvas (zoom-in) or back; kept centred
+            # from the largest frame-shaped box on the canvas down to 1:1 (zoom-in), or back
             f = e if self.move == "zoom-in" else 1.0 - e
-            s = 1.0 - f * (1.0 - 1.0 / self.zoom)
-            w, h = cw * s, ch * s
-            x0, y0 = (cw - w) / 2, (ch - h) / 2
-            return x0, y0, x0 + w, y0 + h
-        w, h = cw / self.zoom, ch / self.zoom
+            big = min(cw, ch * w / h)
+            bw = big + (w - big) * f
+            bh = bw * h / w
+            x0, y0 = (cw - bw) / 2, (ch - bh) / 2
+            return x0, y0, x0 + bw, y0 + bh
+        # pans: a 1:1 window sliding across the room; the camera moves towards the named
+        # side, so the picture slides the other way
         room_x, room_y = cw - w, ch - h
-        # the camera moves towards the named side, so the picture slides the other way
         x0 = {"pan-left": (1 - e) * room_x, "pan-right": e * room_x}.get(self.move, room_x / 2)
         y0 = {"pan-up": (1 - e) * room_y, "pan-down": e * room_y}.get(self.move, room_y / 2)
         return x0, y0, x0 + w, y0 + h
+
+
+def canvas_size(width: int, height: int, zoom: float) -> tuple[int, int]:
+    """The frame plus room rounded up to a multiple of 4 px, so centred offsets are whole
+    pixels in the luma and in the half-size chroma planes."""
+    return (
+        width + 4 * math.ceil(width * (zoom - 1) / 4),
+        height + 4 * math.ceil(height * (zoom - 1) / 4),
+    )
+
+
+def mix(a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:
+    """``(1 - weight) * a + weight * b`` for uint8 planes, rounded."""
+    weight = min(1.0, max(0.0, weight))
+    if cv2 is not None:
+        return cv2.addWeighted(a, 1.0 - weight, b, weight, 0.0)
+    k = np.uint16(round(weight * 256))
+    return ((a.astype(np.uint16) * (256 - k) + b.astype(np.uint16) * k + 128) >> 8).astype(np.uint8)
+
+
+def translate(plane: np.ndarray, x0: float, y0: float, w: int, h: int) -> np.ndarray:
+    """The ``w`` x ``h`` window of ``plane`` at fractional offset (x0, y0), bilinear, scale 1."""
+    nx, ny = math.floor(x0), math.floor(y0)
+    fx, fy = x0 - nx, y0 - ny
+    # a weight below 1/512 changes no 8-bit value; skipping it also keeps the window inside
+    # the plane at the very end of the room
+    nx2 = nx + 1 if fx > 1 / 512 else nx
+    ny2 = ny + 1 if fy > 1 / 512 else ny
+    out = plane[ny : ny + h, nx : nx + w]
+    if nx2 != nx:
+        out = mix(out, plane[ny : ny + h, nx2 : nx2 + w], fx)
+    if ny2 != ny:
+        below = plane[ny2 : ny2 + h, nx : nx + w]
+        if nx2 != nx:
+            below = mix(below, plane[ny2 : ny2 + h, nx2 : nx2 + w], fx)
+        out = mix(out, below, fy)
+    return out
 
 
 class KenBurns:
@@ -106,7 +148,7 @@ class KenBurns:
         width: int,
         height: int,
         motion: Motion,
-        backend: str | None = None,  # None: the fastest available, BACKENDS[0]
+        backend: str | None = None,  # zoom resampler; None: the fastest available
     ):
         if motion.move not in MOVES:
             raise ValueError(f"camera move {motion.move!r} unknown; choose one of {MOVES}")
@@ -114,43 +156,28 @@ class KenBurns:
         if self.backend not in BACKENDS:
             raise ValueError(f"resampler {self.backend!r} unavailable; have {BACKENDS}")
         self.width, self.height, self.motion = width, height, motion
-        # canvas sides even, so the chroma planes are exactly half the luma planes
-        cw = 2 * math.ceil(width * motion.zoom / 2)
-        ch = 2 * math.ceil(height * motion.zoom / 2)
-        y, u, v = image_to_yuv(cover(image, cw, ch))
-        self.canvas = (cw, ch)
-        a, b = self.window(0.0), self.window(1.0)
-        self._still_x = self.backend == "pillow" and a[0] == b[0] and a[2] == b[2]
-        self._still_y = self.backend == "pillow" and a[1] == b[1] and a[3] == b[3]
-        self._planes: list[tuple[Image.Image | np.ndarray, float, int, int]] = []
-        for plane, scale in ((y, 1.0), (u, 0.5), (v, 0.5)):
-            out_w, out_h = round(width * scale), round(height * scale)
-            if self.backend == "opencv":
-                self._planes.append((plane, scale, out_w, out_h))
-                continue
-            img = Image.fromarray(plane)
-            if self._still_y:  # a pan's still axis, resampled once for the whole scene
-                box = (0, a[1] * scale, img.width, a[3] * scale)
-                img = img.resize((img.width, out_h), Image.BILINEAR, box=box)
-            elif self._still_x:
-                box = (a[0] * scale, 0, a[2] * scale, img.height)
-                img = img.resize((out_w, img.height), Image.BILINEAR, box=box)
-            self._planes.append((img, scale, out_w, out_h))
+        self.canvas = canvas_size(width, height, motion.zoom)
+        self._planes = image_to_yuv(cover(image, *self.canvas))
+        self._pillow = (
+            [Image.fromarray(p) for p in self._planes] if self.backend == "pillow" else []
+        )
 
     def window(self, t: float) -> tuple[float, float, float, float]:
-        return self.motion.window(t, *self.canvas)
+        return self.motion.window(t, *self.canvas, self.width, self.height)
 
     def frame(self, t: float) -> Planes:
         x0, y0, x1, y1 = self.window(t)
         out = []
-        for src, scale, out_w, out_h in self._planes:
-            bx0, bx1 = (0.0, out_w) if self._still_x else (x0 * scale, x1 * scale)
-            by0, by1 = (0.0, out_h) if self._still_y else (y0 * scale, y1 * scale)
-            if isinstance(src, np.ndarray):
-                out.append(_warp(src, (bx0, by0, bx1, by1), out_w, out_h))
+        for i, plane in enumerate(self._planes):
+            s = 1.0 if i == 0 else 0.5  # chroma planes are half size
+            w, h = round(self.width * s), round(self.height * s)
+            if self.motion.move.startswith("pan"):
+                out.append(translate(plane, x0 * s, y0 * s, w, h))
+            elif self.backend == "opencv":
+                out.append(_warp(plane, (x0 * s, y0 * s, x1 * s, y1 * s), w, h))
             else:
-                box = (bx0, by0, bx1, by1)
-                out.append(np.asarray(src.resize((out_w, out_h), Image.BILINEAR, box=box)))
+                box = (x0 * s, y0 * s, x1 * s, y1 * s)
+                out.append(np.asarray(self._pillow[i].resize((w, h), Image.BILINEAR, box=box)))
         return tuple(out)  # type: ignore[return-value]
 
 
@@ -169,9 +196,5 @@ def _warp(plane: np.ndarray, box: tuple[float, float, float, float], w: int, h: 
 
 
 def blend(a: Planes, b: Planes, weight: float) -> Planes:
-    """Cross-dissolve: ``(1 - weight) * a + weight * b``, in 8-bit fixed point."""
-    k = np.uint16(round(min(1.0, max(0.0, weight)) * 256))
-    return tuple(
-        ((pa.astype(np.uint16) * (256 - k) + pb.astype(np.uint16) * k + 128) >> 8).astype(np.uint8)
-        for pa, pb in zip(a, b, strict=True)
-    )  # type: ignore[return-value]
+    """Cross-dissolve: ``(1 - weight) * a + weight * b``."""
+    return tuple(mix(pa, pb, weight) for pa, pb in zip(a, b, strict=True))  # type: ignore[return-value]
