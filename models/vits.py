@@ -238,7 +238,7 @@ class Vits(nn.Module):
             logs = mx.take(logs_p, idx, axis=1)
             m = m + mx.random.normal(m.shape, key=key) * mx.exp(logs) * noise_scale
         z = self.flow.reverse(m, g)
-        return self.dec(z, g)
+        return self.dec(z.T, g)
 
     def synthesize(
         self,

@@ -1,10 +1,11 @@
-"""HiFi-GAN generator: latent frames (C, T) -> waveform (T * prod(upsample_rates),).
+"""HiFi-GAN generator: latent frames (T, C) -> waveform (T * prod(upsample_rates),).
 
-Runs channels-last ``(T, C)`` (see ``vits_layers``). After each upsampling the residual blocks
-run tile by tile along time: a sentence's 32-channel stage is ~20 MB per activation, and each
-of its ~30 per-tap GEMMs and element-wise passes would stream that through memory; a tile of
-``TILE_ELEMENTS`` stays in cache for the whole block stack. Each tile reads ``halo`` extra
-samples of its neighbours, so the result equals the untiled one exactly (same sums, same order).
+Runs channels-last ``(T, C)`` (see ``vits_layers``). Each stage (upsampling, then the mean of
+its residual blocks; on the last stage also the output conv) runs tile by tile along time: a
+sentence's 32-channel stage is ~20 MB per activation, and each of its ~30 per-tap GEMMs and
+element-wise passes would stream that through memory; a tile of ``TILE_ELEMENTS`` stays in
+cache for the whole stack, and only each stage's output is ever whole. Each tile computes
+``halo`` extra samples of context, so the result equals the untiled one (same sums, same order).
 """
 
 from __future__ import annotations
@@ -87,24 +88,6 @@ class ResBlock2(_ResBlock):
         return [[c] for c in self.convs]
 
 
-def _mean_of_blocks(blocks: list[_ResBlock], x: mx.array, tile: int) -> mx.array:
-    """Average of the blocks' outputs on x (T, C), computed tile by tile."""
-    total = x.shape[0]
-    halo = max(b.halo for b in blocks)
-    scale = 1.0 / len(blocks)
-    tiles = []
-    for a in range(0, total, tile):
-        b = min(a + tile, total)
-        start, end = max(a - halo, 0), min(b + halo, total)
-        acc = None
-        for block in blocks:
-            y, s, _ = block.span(x[start:end], start, end, total)
-            y = y[a - s : b - s]
-            acc = y if acc is None else acc + y
-        tiles.append(acc * scale)
-    return tiles[0] if len(tiles) == 1 else mx.concatenate(tiles, axis=0)
-
-
 class Generator(nn.Module):
     def __init__(
         self,
@@ -134,16 +117,45 @@ class Generator(nn.Module):
             self.cond = Conv1d(gin_channels, upsample_initial_channel, 1)
 
     def __call__(self, x: mx.array, g: mx.array | None = None) -> mx.array:
-        """Latent (C, T) channels-first -> waveform (T * hop,)."""
+        """Latent frames, channels-last (T, C) -> waveform (T * hop,)."""
         pre = self.conv_pre
-        x = pre.taps(x.T, pre.half_width, pre.half_width)
+        x = pre.taps(x, pre.half_width, pre.half_width)
         if g is not None:
             x = x + self.cond(g).T
         nk = self.num_kernels
         for i, up in enumerate(self.ups):
-            x = up(_leaky(x))
-            tile = max(TILE_ELEMENTS // x.shape[1], 256)
-            x = _mean_of_blocks(self.resblocks[i * nk : (i + 1) * nk], x, tile)
-        post = self.conv_post
-        x = post.taps(_leaky_post(x), post.half_width, post.half_width)
-        return mx.tanh(x)[:, 0]
+            blocks = self.resblocks[i * nk : (i + 1) * nk]
+            post = self.conv_post if i == len(self.ups) - 1 else None
+            x = self._stage(x, up, blocks, post)
+        return x[:, 0]
+
+    def _stage(
+        self, x: mx.array, up: ConvTranspose1d, blocks: list[_ResBlock], post: Conv1d | None
+    ) -> mx.array:
+        """Upsample, then the mean of the residual blocks (then ``post`` and tanh, on the last
+        stage), one time tile at a time: only the stage's output is ever whole in memory."""
+        total = up.output_length(x.shape[0])
+        c_out = up.weight.shape[0]
+        weights = up.phase_weights()
+        halo = max(b.halo for b in blocks)
+        extra = post.half_width if post is not None else 0
+        tile = max(TILE_ELEMENTS // c_out, 256)
+        scale = 1.0 / len(blocks)
+        tiles = []
+        for a in range(0, total, tile):
+            b = min(a + tile, total)
+            a2, b2 = max(a - extra, 0), min(b + extra, total)  # what ``post`` reads
+            start, end = max(a2 - halo, 0), min(b2 + halo, total)
+            u = up.span(x, start, end, weights, activation=_leaky)
+            acc = None
+            for block in blocks:
+                y, s, _ = block.span(u, start, end, total)
+                y = y[a2 - s : b2 - s]
+                acc = y if acc is None else acc + y
+            y = acc * scale
+            if post is not None:
+                pl = post.half_width if a2 == 0 else 0
+                pr = post.half_width if b2 == total else 0
+                y = mx.tanh(post.taps(_leaky_post(y), pl, pr))
+            tiles.append(y)
+        return tiles[0] if len(tiles) == 1 else mx.concatenate(tiles, axis=0)
