@@ -417,6 +417,8 @@ def render_check(source: Any, steps: int, guidance: float, dtype: mx.Dtype) -> n
     from edgegen.params import GenerationParams
     from edgegen.pipeline import StableDiffusion
 
+    if source.family == "sdxl":
+        from edgegen.sdxl import StableDiffusionXL as StableDiffusion  # noqa: N814
     sd = StableDiffusion(source, dtype)
     size = check_size(sd.native)
     p = GenerationParams(

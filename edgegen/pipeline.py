@@ -57,7 +57,12 @@ class StableDiffusion:
     @classmethod
     def load(cls, model: str | Path, dtype: mx.Dtype = mx.float32) -> StableDiffusion:
         """Open a store name, a model folder or a cached repo id; weights load on first use."""
-        return cls(open_model(model), dtype)
+        source = open_model(model)
+        if source.family == "sdxl" and cls is StableDiffusion:
+            from edgegen.sdxl import StableDiffusionXL
+
+            return StableDiffusionXL(source, dtype)
+        return cls(source, dtype)
 
     # Components, loaded on first use and kept warm.
     @property
@@ -117,6 +122,19 @@ class StableDiffusion:
         w, h = self.default_size
         return replace(p, width=p.width or w, height=p.height or h)
 
+    def conditioning(
+        self, p: GenerationParams, count: int, cfg: bool
+    ) -> tuple[mx.array, dict[str, mx.array] | None]:
+        """The UNet's text context (unconditional rows first when ``cfg``) and its added
+        conditioning (None here; SDXL's pooled text and size ids, see edgegen.sdxl)."""
+        cond = self.encode_text([p.prompt] * count, p.clip_skip)
+        if not cfg:
+            return cond, None
+        # clip_skip applies to the negative prompt too, as in A1111 (diffusers skips only the
+        # positive one); without clip_skip both agree.
+        uncond = self.encode_text([p.negative] * count, p.clip_skip)
+        return mx.concatenate([uncond, cond]), None
+
     # 2. Denoising loop
     def denoise(
         self, p: GenerationParams, latents: mx.array | None = None, count: int = 1
@@ -131,21 +149,14 @@ class StableDiffusion:
             latents = self.initial_noise(p.seed, p.width, p.height, count)
         count = latents.shape[0]
         cfg = p.guidance > 1.0
-        cond = self.encode_text([p.prompt] * count, p.clip_skip)
-        if cfg:
-            # clip_skip applies to the negative prompt too, as in A1111 (diffusers skips only the
-            # positive one); without clip_skip both agree.
-            uncond = self.encode_text([p.negative] * count, p.clip_skip)
-            context = mx.concatenate([uncond, cond])
-        else:
-            context = cond
+        context, added = self.conditioning(p, count, cfg)
         x = latents.astype(mx.float32) * sampler.init_noise_sigma
         key = mx.random.key(p.seed)
         for i, t in enumerate(sampler.timesteps):
             x_in = sampler.scale_model_input(x, i)
             x_in = mx.concatenate([x_in, x_in]) if cfg else x_in
             t_in = mx.full((x_in.shape[0],), float(t), dtype=mx.float32)
-            eps = self.unet(x_in.astype(self.dtype), t_in, context).astype(mx.float32)
+            eps = self.unet(x_in.astype(self.dtype), t_in, context, added).astype(mx.float32)
             if cfg:
                 eps_uncond, eps_cond = mx.split(eps, 2)
                 eps = eps_uncond + p.guidance * (eps_cond - eps_uncond)

@@ -1,0 +1,98 @@
+"""A tiny random SDXL model in diffusers layout, configured like diffusers' own SDXL tests.
+
+Two text encoders (CLIP-style and one with a projection, as SDXL's OpenCLIP bigG), a UNet with
+the "text_time" added conditioning and two transformer layers in its second block, and a VAE
+whose config asks for float32 decoding (``force_upcast``), as SDXL's does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tiny_sd import write_tiny_clip_vocab
+
+
+def build_tiny_sdxl(root: Path, seed: int = 0, turbo: bool = False) -> Path:
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerAncestralDiscreteScheduler,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+    )
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=80,  # 6 time ids × 8 + 32 pooled
+        cross_attention_dim=64,  # 32 + 32: both encoders' hidden states side by side
+        norm_num_groups=32,
+    )
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        sample_size=128,
+        scaling_factor=0.13025,
+    )
+    config = CLIPTextConfig(
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        hidden_size=32,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        num_attention_heads=4,
+        num_hidden_layers=5,
+        vocab_size=600,
+        hidden_act="gelu",
+        projection_dim=32,
+    )
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(config)
+    torch.manual_seed(seed + 1)
+    text_encoder_2 = CLIPTextModelWithProjection(config)
+    common = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
+    if turbo:  # SDXL-Turbo's scheduler: Euler ancestral with trailing timesteps
+        scheduler = EulerAncestralDiscreteScheduler(**common, timestep_spacing="trailing")
+    else:
+        scheduler = EulerDiscreteScheduler(**common, timestep_spacing="leading")
+    vocab = root / "_vocab"
+    write_tiny_clip_vocab(vocab)
+    files = (str(vocab / "vocab.json"), str(vocab / "merges.txt"))
+    tokenizer = CLIPTokenizer(*files, model_max_length=77)
+    tokenizer_2 = CLIPTokenizer(*files, model_max_length=77, pad_token="!")  # as SDXL's
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=scheduler,
+    )
+    out = root / ("tiny-sdxl-turbo" if turbo else "tiny-sdxl")
+    pipe.save_pretrained(out, safe_serialization=True)
+    return out
