@@ -130,3 +130,21 @@ def test_opencv_and_pillow_resample_the_same_window(move):
     ]
     for p, c in zip(*frames, strict=True):
         assert np.abs(p.astype(int) - c.astype(int)).mean() < 0.8  # a 0.25 px offset gives > 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("move", MOVES)
+def test_frames_drawn_into_frame_buffers_equal_returned_frames(backend, move):
+    from edgegen.video.encode import new_frame
+
+    img = Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 36, 3), dtype=np.uint8))
+    kb = KenBurns(img, 180, 320, Motion(move), backend=backend)
+    for t in (0.0, 0.41, 1.0):
+        _, views = new_frame(180, 320)
+        kb.frame(t, views)
+        for got, want in zip(views, kb.frame(t), strict=True):
+            assert np.array_equal(got, want)
+    _, views = new_frame(180, 320)
+    a, b = kb.frame(0.2), kb.frame(0.8)
+    blend(a, b, 0.3, views)
+    assert all(np.array_equal(v, m) for v, m in zip(views, blend(a, b, 0.3), strict=True))

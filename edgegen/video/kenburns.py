@@ -111,16 +111,26 @@ def canvas_size(width: int, height: int, zoom: float) -> tuple[int, int]:
     )
 
 
-def mix(a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:
-    """``(1 - weight) * a + weight * b`` for uint8 planes, rounded."""
+def _put(result: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
+def mix(a: np.ndarray, b: np.ndarray, weight: float, out: np.ndarray | None = None) -> np.ndarray:
+    """``(1 - weight) * a + weight * b`` for uint8 planes, rounded; into ``out`` if given."""
     weight = min(1.0, max(0.0, weight))
-    if cv2 is not None:
-        return cv2.addWeighted(a, 1.0 - weight, b, weight, 0.0)
+    if cv2 is not None:  # writes straight into ``out``, even a strided frame buffer
+        return cv2.addWeighted(a, 1.0 - weight, b, weight, 0.0, dst=out)
     k = np.uint16(round(weight * 256))
-    return ((a.astype(np.uint16) * (256 - k) + b.astype(np.uint16) * k + 128) >> 8).astype(np.uint8)
+    mixed = (a.astype(np.uint16) * (256 - k) + b.astype(np.uint16) * k + 128) >> 8
+    return _put(mixed.astype(np.uint8), out)
 
 
-def translate(plane: np.ndarray, x0: float, y0: float, w: int, h: int) -> np.ndarray:
+def translate(
+    plane: np.ndarray, x0: float, y0: float, w: int, h: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """The ``w`` x ``h`` window of ``plane`` at fractional offset (x0, y0), bilinear, scale 1."""
     nx, ny = math.floor(x0), math.floor(y0)
     fx, fy = x0 - nx, y0 - ny
@@ -128,15 +138,16 @@ def translate(plane: np.ndarray, x0: float, y0: float, w: int, h: int) -> np.nda
     # the plane at the very end of the room
     nx2 = nx + 1 if fx > 1 / 512 else nx
     ny2 = ny + 1 if fy > 1 / 512 else ny
-    out = plane[ny : ny + h, nx : nx + w]
+    top = plane[ny : ny + h, nx : nx + w]
+    if ny2 == ny:
+        if nx2 == nx:
+            return _put(top, out)
+        return mix(top, plane[ny : ny + h, nx2 : nx2 + w], fx, out)
+    below = plane[ny2 : ny2 + h, nx : nx + w]
     if nx2 != nx:
-        out = mix(out, plane[ny : ny + h, nx2 : nx2 + w], fx)
-    if ny2 != ny:
-        below = plane[ny2 : ny2 + h, nx : nx + w]
-        if nx2 != nx:
-            below = mix(below, plane[ny2 : ny2 + h, nx2 : nx2 + w], fx)
-        out = mix(out, below, fy)
-    return out
+        top = mix(top, plane[ny : ny + h, nx2 : nx2 + w], fx)
+        below = mix(below, plane[ny2 : ny2 + h, nx2 : nx2 + w], fx)
+    return mix(top, below, fy, out)
 
 
 class KenBurns:
@@ -165,23 +176,33 @@ class KenBurns:
     def window(self, t: float) -> tuple[float, float, float, float]:
         return self.motion.window(t, *self.canvas, self.width, self.height)
 
-    def frame(self, t: float) -> Planes:
+    def frame(self, t: float, out: list[np.ndarray] | None = None) -> Planes:
+        """The planes at progress ``t``; written into ``out`` (e.g. a frame's buffers) if given,
+        which saves a full-frame copy on the OpenCV paths."""
         x0, y0, x1, y1 = self.window(t)
-        out = []
+        planes = []
         for i, plane in enumerate(self._planes):
             s = 1.0 if i == 0 else 0.5  # chroma planes are half size
             w, h = round(self.width * s), round(self.height * s)
+            dst = None if out is None else out[i]
+            box = (x0 * s, y0 * s, x1 * s, y1 * s)
             if self.motion.move.startswith("pan"):
-                out.append(translate(plane, x0 * s, y0 * s, w, h))
+                planes.append(translate(plane, x0 * s, y0 * s, w, h, dst))
             elif self.backend == "opencv":
-                out.append(_warp(plane, (x0 * s, y0 * s, x1 * s, y1 * s), w, h))
+                planes.append(_warp(plane, box, w, h, dst))
             else:
-                box = (x0 * s, y0 * s, x1 * s, y1 * s)
-                out.append(np.asarray(self._pillow[i].resize((w, h), Image.BILINEAR, box=box)))
-        return tuple(out)  # type: ignore[return-value]
+                resized = self._pillow[i].resize((w, h), Image.BILINEAR, box=box)
+                planes.append(_put(np.asarray(resized), dst))
+        return tuple(planes)  # type: ignore[return-value]
 
 
-def _warp(plane: np.ndarray, box: tuple[float, float, float, float], w: int, h: int) -> np.ndarray:
+def _warp(
+    plane: np.ndarray,
+    box: tuple[float, float, float, float],
+    w: int,
+    h: int,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """OpenCV equivalent of Pillow's ``resize(box=...)``: the same pixel-edge box geometry.
 
     Pillow's box edges lie on pixel boundaries (pixel i covers [i, i+1)); OpenCV samples at
@@ -192,9 +213,10 @@ def _warp(plane: np.ndarray, box: tuple[float, float, float, float], w: int, h: 
     sx, sy = (x1 - x0) / w, (y1 - y0) / h
     m = np.array([[sx, 0.0, x0 + 0.5 * sx - 0.5], [0.0, sy, y0 + 0.5 * sy - 0.5]], np.float64)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    return cv2.warpAffine(plane, m, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(plane, m, (w, h), dst=out, flags=flags, borderMode=cv2.BORDER_REPLICATE)
 
 
-def blend(a: Planes, b: Planes, weight: float) -> Planes:
-    """Cross-dissolve: ``(1 - weight) * a + weight * b``."""
-    return tuple(mix(pa, pb, weight) for pa, pb in zip(a, b, strict=True))  # type: ignore[return-value]
+def blend(a: Planes, b: Planes, weight: float, out: list[np.ndarray] | None = None) -> Planes:
+    """Cross-dissolve: ``(1 - weight) * a + weight * b``, into ``out`` if given."""
+    dst = out or [None] * len(a)
+    return tuple(mix(pa, pb, weight, d) for pa, pb, d in zip(a, b, dst, strict=True))  # type: ignore[return-value]

@@ -364,7 +364,7 @@ def _frames(
     cf = min(board.crossfade, min(b - a for a, b in zip(times, times[1:], strict=False)) / 3)
     motions: dict[int, KenBurns] = {}
 
-    def scene_planes(k: int, t: float) -> Planes:
+    def scene_planes(k: int, t: float, out: list[np.ndarray] | None = None) -> Planes:
         if k not in motions:
             for old in [j for j in motions if j < k - 1]:
                 del motions[old]  # keep memory flat: only the current and next scene
@@ -372,21 +372,23 @@ def _frames(
         # the motion spans the scene plus the crossfade halves on either side
         a = times[k] - (cf / 2 if k > 0 else 0.0)
         b = times[k + 1] + (cf / 2 if k + 1 < n else 0.0)
-        return motions[k].frame((t - a) / (b - a))
+        return motions[k].frame((t - a) / (b - a), out)
 
     k, page_index = 0, 0
     for i in range(total):
         t = i / fps
         while k + 1 < n and t >= times[k + 1]:
             k += 1
-        planes = scene_planes(k, t)
-        if cf > 0 and k + 1 < n and t >= times[k + 1] - cf / 2:
-            planes = blend(planes, scene_planes(k + 1, t), (t - (times[k + 1] - cf / 2)) / cf)
-        elif cf > 0 and k > 0 and t < times[k] + cf / 2:
-            planes = blend(scene_planes(k - 1, t), planes, (t - (times[k] - cf / 2)) / cf)
         frame, views = new_frame(w, h)
-        for view, plane in zip(views, planes, strict=True):
-            view[...] = plane
+        # frames are drawn straight into the encoder's buffers
+        if cf > 0 and k + 1 < n and t >= times[k + 1] - cf / 2:
+            weight = (t - (times[k + 1] - cf / 2)) / cf
+            blend(scene_planes(k, t), scene_planes(k + 1, t), weight, views)
+        elif cf > 0 and k > 0 and t < times[k] + cf / 2:
+            weight = (t - (times[k] - cf / 2)) / cf
+            blend(scene_planes(k - 1, t), scene_planes(k, t), weight, views)
+        else:
+            scene_planes(k, t, views)
         if captioner is not None:
             state = captioner.state_at(pages, t, page_index)
             if state is not None:
