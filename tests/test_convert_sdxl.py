@@ -119,3 +119,20 @@ def test_sdxl_size_conditioning_and_default_size():
     ids = StableDiffusionXL.time_ids(768, 1344, 2)
     assert ids.tolist() == [[1344, 768, 0, 0, 1344, 768]] * 2
     assert portrait_size(1024) == (768, 1344)
+
+
+def test_sdxl_single_file_checkpoint_converts_to_the_folder_weights(tiny_sdxl, tmp_path):
+    from test_convert_checkpoint import make_checkpoint
+
+    ckpt = make_checkpoint(tiny_sdxl, "sdxl", tmp_path / "xl.safetensors")
+    keys = mx.load(str(ckpt)).keys()
+    assert any(k.startswith("conditioner.embedders.1.model.transformer.resblocks.") for k in keys)
+    opts = dict(dtype="float32", check=False)
+    a = convert(tiny_sdxl, ConvertOptions(**opts))
+    b = convert(ckpt, ConvertOptions(**opts), checkpoint_options={"config_from": tiny_sdxl})
+    assert b.manifest["family"] == "sdxl"
+    for comp in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        x = mx.load(str(a.path / f"{comp}.safetensors"))
+        y = mx.load(str(b.path / f"{comp}.safetensors"))
+        assert x.keys() == y.keys(), comp
+        assert all(mx.array_equal(x[k], y[k]).item() for k in x), comp
