@@ -153,41 +153,60 @@ class StoreModel:
         ``dtype`` is the compute dtype: float weights (and quantization scales) are cast to it
         lazily. ``runtime`` picks how quantized layers run (``converters.quantize``).
         """
-        from edgegen.converters.mapping import parameter_shapes
-        from edgegen.converters.quantize import (
-            QuantPlan,
-            apply_plan,
-            dequantize_weights,
-            runtime_mode,
-        )
-        from edgegen.converters.safetensors_io import read_file
-
         if component not in self.components:
             raise ModelError(f"model {self.name!r} has no {component} component")
         entry = self.components[component]
-        model = build_module(component, self.config(component))
-        weights = read_file(self.root / entry["file"])
-        quant = entry.get("quantization")
-        qplan = QuantPlan.from_manifest(quant) if quant and quant.get("layers") else None
-        if qplan is not None:
-            runtime = runtime or runtime_mode()
-            if runtime == "at-load":
-                weights = dequantize_weights(weights, qplan, parameter_shapes(model), dtype)
-            else:
-                apply_plan(model, qplan, runtime)
-        weights = {
-            k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v
-            for k, v in weights.items()
-        }
-        try:
-            model.load_weights(list(weights.items()), strict=True)
-        except ValueError as e:
-            first = str(e).strip().splitlines()[0]
-            raise ModelError(
-                f"{str(self.root / entry['file'])!r} does not match its manifest: {first}"
-            ) from e
-        model.eval()
-        return model
+        return load_module(
+            component,
+            self.config(component),
+            self.root / entry["file"],
+            entry.get("quantization"),
+            dtype,
+            runtime,
+        )
+
+
+def load_module(
+    component: str,
+    config: dict[str, Any],
+    path: Path,
+    quantization: dict[str, Any] | None,
+    dtype: mx.Dtype,
+    runtime: str | None = None,
+) -> nn.Module:
+    """One component from its config and its MLX-layout weight file (no mapping at load)."""
+    from edgegen.converters.mapping import parameter_shapes
+    from edgegen.converters.quantize import (
+        QuantPlan,
+        apply_plan,
+        dequantize_weights,
+        runtime_mode,
+    )
+    from edgegen.converters.safetensors_io import read_file
+
+    model = build_module(component, config)
+    weights = read_file(path)
+    qplan = (
+        QuantPlan.from_manifest(quantization)
+        if quantization and quantization.get("layers")
+        else None
+    )
+    if qplan is not None:
+        runtime = runtime or runtime_mode()
+        if runtime == "at-load":
+            weights = dequantize_weights(weights, qplan, parameter_shapes(model), dtype)
+        else:
+            apply_plan(model, qplan, runtime)
+    weights = {
+        k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in weights.items()
+    }
+    try:
+        model.load_weights(list(weights.items()), strict=True)
+    except ValueError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ModelError(f"{str(path)!r} does not match its manifest: {first}") from e
+    model.eval()
+    return model
 
 
 def is_artifact(path: Path) -> bool:
