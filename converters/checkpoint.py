@@ -336,7 +336,12 @@ def split_components(tensors: dict[str, mx.array], family: str) -> dict[str, dic
 def open_checkpoint(
     path: Path, config_from: str | Path | None = None, prediction_type: str | None = None
 ):  # noqa: ANN201 (a convert_sd.SourceModel; imported lazily to avoid a cycle)
-    """Describe a single-file checkpoint as a convert source (configs from ``config_from``)."""
+    """Describe a single-file checkpoint as a convert source.
+
+    Configs and tokenizers come from ``config_from`` (a diffusers folder or cached repo id of
+    the same architecture, for fine-tunes with unusual settings), else from the standard
+    release of the detected family (``checkpoint_presets``).
+    """
     from edgegen.converters.convert_sd import SourceModel, open_diffusers_source
     from edgegen.converters.safetensors_io import read_file
 
@@ -348,36 +353,49 @@ def open_checkpoint(
         )
     tensors = read_file(path)
     family = detect_family(list(tensors))
+    files: dict[str, Path] = {path.name: path}
+    keep, source_family = None, family
     if config_from is None:
-        raise UsageError(
-            f"{path.name} is a {family} checkpoint; pass --config-from with a diffusers folder "
-            "or cached repo id of the same architecture (it supplies configs and tokenizers)"
+        from edgegen.converters.checkpoint_presets import preset_configs, preset_tokenizers
+
+        configs = preset_configs(family, prediction_type)
+        tokenizers, keep = preset_tokenizers(family)
+    else:
+        ref = open_diffusers_source(
+            Path(config_from) if Path(config_from).exists() else config_from
         )
-    ref = open_diffusers_source(Path(config_from) if Path(config_from).exists() else config_from)
-    if ref.family != family and {ref.family, family} != {"sd1", "sd2"}:
-        raise UsageError(f"--config-from is a {ref.family} model but {path.name} is {family}")
-    configs = {k: dict(v) for k, v in ref.configs.items()}
-    if prediction_type is not None:
-        configs["scheduler"]["prediction_type"] = prediction_type
+        if ref.family != family and {ref.family, family} != {"sd1", "sd2"}:
+            raise UsageError(f"--config-from is a {ref.family} model but {path.name} is {family}")
+        source_family = ref.family
+        configs = {k: dict(v) for k, v in ref.configs.items()}
+        if prediction_type is not None:
+            configs["scheduler"]["prediction_type"] = prediction_type
+        tokenizers = ref.tokenizers
+        files.update(
+            {f"config/{k}": v for k, v in ref.files.items() if not k.endswith(".safetensors")}
+        )
     parts = split_components(tensors, family)
-    missing = [c for c in ref.components if not parts.get(c)]
+    wanted = [c for c in ("text_encoder", "text_encoder_2", "unet", "vae") if c in configs]
+    missing = [c for c in wanted if not parts.get(c)]
     if missing:
         raise ModelError(
             f"{str(path)!r} has no {missing[0]} weights ({PREFIXES[family][missing[0]]}…)"
         )
     return SourceModel(
         name=path.stem,
-        family=ref.family,
+        family=source_family,
         kind="checkpoint",
         root=path,
         configs=configs,
-        tokenizers=ref.tokenizers,
-        files={
-            path.name: path,
-            **{f"config/{k}": v for k, v in ref.files.items() if not k.endswith(".safetensors")},
-        },
+        tokenizers=tokenizers,
+        files=files,
         read=lambda component: to_diffusers(
             parts[component], family, component, configs[component]
         ),
         turbo="turbo" in path.stem.lower(),
+        keep=keep,
+        hint=""
+        if config_from
+        else f"the standard {family} configuration does not fit this checkpoint: pass "
+        "--config-from with a diffusers folder of its architecture",
     )

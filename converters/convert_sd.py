@@ -18,6 +18,7 @@ The artifact layout and manifest are described in ``edgegen/artifact.py``. Conve
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -34,7 +35,14 @@ import numpy as np
 from edgegen import __version__, store
 from edgegen.artifact import DTYPES, MODEL_COMPONENTS, build_module
 from edgegen.converters.quantize import QuantPlan, check_options, plan, quantize_weights
-from edgegen.errors import ModelError, ModelNotFoundError, OutputError, QualityError, UsageError
+from edgegen.errors import (
+    ModelError,
+    ModelNotFoundError,
+    OutputError,
+    QualityError,
+    UsageError,
+    WeightMappingError,
+)
 
 # Minimum PSNR (dB) of the converted model's check image against the float32 source: below it
 # the converter warns (or fails with --min-psnr). fp16 rounding alone stays far above 40 dB;
@@ -112,6 +120,8 @@ class SourceModel:
     files: dict[str, Path]  # relative name → file that decides the conversion (hashed)
     read: Callable[[str], dict[str, mx.array]]  # component → its weights, diffusers names
     turbo: bool = False  # a Turbo (adversarially distilled) model: 1-4 steps, no guidance
+    keep: Any = None  # whatever must outlive the source (e.g. a temporary tokenizer folder)
+    hint: str = ""  # appended to weight-mapping errors (e.g. "pass --config-from")
 
     @property
     def components(self) -> list[str]:
@@ -243,9 +253,14 @@ def convert_component(
     from edgegen.converters.mapping import map_weights, parameter_shapes
 
     model = build_module(component, source.config(component))
-    mapped = map_weights(
-        source.weights(component), source.rules(component), parameter_shapes(model), component
-    )
+    try:
+        mapped = map_weights(
+            source.weights(component), source.rules(component), parameter_shapes(model), component
+        )
+    except WeightMappingError as e:
+        if not source.hint:
+            raise
+        raise WeightMappingError(f"{e}; {source.hint}") from e
     dtype_name = component_dtype(component, source, options)
     dtype = DTYPES[dtype_name]
     qplan: QuantPlan | None = None
@@ -286,15 +301,19 @@ def _artifact_files(root: Path) -> dict[str, dict[str, Any]]:
     return files
 
 
-def _is_up_to_date(name: str, record: dict[str, Any], source_files: dict[str, str]) -> bool:
+def _is_up_to_date(
+    name: str, record: dict[str, Any], source_files: dict[str, str], source: SourceModel
+) -> bool:
     try:
         old = store.read_manifest(store.models_dir() / name)
     except ModelError:
         return False
+    configs = json.loads(json.dumps({c: source.config(c) for c in source.configs}))
     return (
         old.get("format_version") == store.FORMAT_VERSION
         and old.get("conversion") == record
         and old.get("source", {}).get("files") == source_files
+        and old.get("config") == configs
     )
 
 
@@ -320,7 +339,7 @@ def convert(
     source_files = source.hashes()
     record = options.record()
     if store.exists(name):
-        if not options.force and _is_up_to_date(name, record, source_files):
+        if not options.force and _is_up_to_date(name, record, source_files, source):
             path = store.models_dir() / name
             return ConvertResult(name, path, store.read_manifest(path), 0.0, up_to_date=True)
         if not options.force:

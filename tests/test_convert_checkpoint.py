@@ -83,8 +83,11 @@ def test_checkpoint_through_the_cli(tiny_sd1, tmp_path):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "my-model-fp16" in result.output and "PSNR" in result.output
-    result = CliRunner().invoke(cli, ["convert", str(ckpt)])
-    assert result.exit_code == 2 and "--config-from" in result.output
+    # Without --config-from the standard SD 1.5 configuration is tried, which a tiny model
+    # does not fit: the error says so and what to do.
+    result = CliRunner().invoke(cli, ["convert", str(ckpt), "--no-check", "--name", "other"])
+    assert result.exit_code == 4 and "standard sd1 configuration" in result.output
+    assert "--config-from" in result.output
 
 
 def test_bad_checkpoints_are_refused(tiny_sd1, tmp_path):
@@ -108,6 +111,51 @@ def test_bad_checkpoints_are_refused(tiny_sd1, tmp_path):
         convert(good, opts, checkpoint_options=cfg)
     with pytest.raises(UsageError, match="single-file checkpoints only"):
         convert(tiny_sd1, opts, checkpoint_options=cfg)
+
+
+# Parameter counts of the public releases (diffusers' UNet2DConditionModel, AutoencoderKL and
+# transformers' CLIP text models on their published configs).
+RELEASE_PARAMETERS = {
+    ("sd1", "unet"): 859_520_964,
+    ("sd1", "text_encoder"): 123_060_480,
+    ("sd2", "unet"): 865_910_724,
+    ("sd2", "text_encoder"): 340_387_840,
+    ("sdxl", "unet"): 2_567_463_684,
+    ("sdxl", "text_encoder"): 123_060_480,
+    ("sdxl", "text_encoder_2"): 694_659_840,
+    ("sdxl", "vae"): 83_653_863,
+}
+
+
+@pytest.mark.parametrize(("family", "component"), list(RELEASE_PARAMETERS))
+def test_preset_configs_build_the_release_architectures(family, component):
+    """Built lazily by MLX: nothing is allocated, only shapes are counted."""
+    import math
+
+    from edgegen.artifact import build_module
+    from edgegen.converters.checkpoint_presets import preset_configs
+    from edgegen.converters.mapping import parameter_shapes
+
+    config = preset_configs(family, None)[component]
+    shapes = parameter_shapes(build_module(component, config))
+    assert sum(math.prod(s) for s in shapes.values()) == RELEASE_PARAMETERS[family, component]
+
+
+def test_preset_tokenizers_and_sd2_prediction_choice():
+    from edgegen.converters.checkpoint_presets import preset_configs, preset_tokenizers
+    from edgegen.tokenizer import CLIPTokenizer
+
+    v = preset_configs("sd2", None)
+    base = preset_configs("sd2", "epsilon")
+    assert (v["scheduler"]["prediction_type"], v["unet"]["sample_size"]) == ("v_prediction", 96)
+    assert (base["scheduler"]["prediction_type"], base["unet"]["sample_size"]) == ("epsilon", 64)
+    folders, keep = preset_tokenizers("sdxl")
+    ids = (
+        CLIPTokenizer.from_dir(folders["tokenizer_2"]).encode(["a photo of a cat"]).ids[0].tolist()
+    )
+    assert ids[:7] == [49406, 320, 1125, 539, 320, 2368, 49407]  # SD's ids for this prompt
+    assert ids[7] == 0  # "!" pads SDXL's second tokenizer
+    keep.cleanup()
 
 
 def test_renamed_keys_that_do_not_fit_are_named(tiny_sd1, tmp_path):
