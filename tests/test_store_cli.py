@@ -123,3 +123,26 @@ def test_models_list_skips_hidden_temporary_dirs(tiny_sd1):
     shutil.copytree(store.find("real"), store.models_dir() / ".half.abc")
     listed = run("models", "list")
     assert "real" in listed.output and "half" not in listed.output
+
+
+def test_list_and_info_show_other_kinds_of_artifact():
+    """Voices (written by the speech converter) share the store and the manifest format."""
+    voice = store.models_dir() / "joe"
+    voice.mkdir(parents=True)
+    (voice / "vits.safetensors").write_bytes(b"x" * 2000)
+    quant = {"bits": 8, "group_size": 64, "mode": "affine", "keys": ["dec.conv_pre.weight"]}
+    component = {"file": "vits.safetensors", "dtype": "float32", "quantization": quant}
+    store.write_manifest(
+        voice,
+        {
+            "name": "joe",
+            "kind": "voice",
+            "family": "piper-vits",
+            "created": "2026-01-01T00:00:00+00:00",
+            "targets": {"mlx": {"components": {"vits": component}}},
+        },
+    )
+    listed = run("models", "list")
+    assert listed.exit_code == 0 and "voice" in listed.output and "8-bit g64" in listed.output
+    info = run("models", "info", "joe")
+    assert info.exit_code == 0 and "piper-vits" in info.output

@@ -26,9 +26,11 @@ def human_bytes(n: float) -> str:
 def precision(component: dict[str, Any]) -> str:
     """``float16`` or ``4-bit g64 (float16)`` for a manifest component entry."""
     quant = component.get("quantization") or {}
-    if quant.get("layers"):
-        return f"{quant['bits']}-bit g{quant['group_size']} ({component['dtype']})"
-    return component["dtype"]
+    dtype = component.get("dtype", "?")
+    if quant.get("layers") or quant.get("keys"):  # "keys": voice artifacts name tensors
+        group = f" g{quant['group_size']}" if "group_size" in quant else ""
+        return f"{quant.get('bits', '?')}-bit{group} ({dtype})"
+    return dtype
 
 
 def _convert_voice(src: str, name: str | None, quantize: int | None, force: bool) -> None:

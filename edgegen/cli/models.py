@@ -105,7 +105,8 @@ def info(name: str, as_json: bool) -> None:
             table.add_row(
                 comp,
                 precision(entry),
-                f"{len(quant.get('layers', []))} (kept {len(quant.get('kept', {}))})"
+                f"{len(quant.get('layers') or quant.get('keys') or [])} "
+                f"(kept {len(quant.get('kept', {}))})"
                 if quant
                 else "-",
                 f"{entry.get('parameters', 0) / 1e6:.1f} M",
