@@ -21,6 +21,7 @@ import numpy as np
 
 from edgegen.errors import ModelError, UnsupportedModelError, UsageError
 from edgegen.models.blocks import (
+    Conv2d,
     Downsample2D,
     GroupNorm,
     ResnetBlock2D,
@@ -163,7 +164,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         ch, g, n = cfg.block_out_channels, cfg.norm_num_groups, len(cfg.block_out_channels)
-        self.conv_in = nn.Conv2d(cfg.in_channels, ch[0], kernel_size=3, padding=1)
+        self.conv_in = Conv2d(cfg.in_channels, ch[0], kernel_size=3, padding=1)
         self.down_blocks = [
             EncoderBlock(ch[max(i - 1, 0)], ch[i], cfg.layers_per_block, g, i < n - 1)
             for i in range(n)
@@ -171,7 +172,7 @@ class Encoder(nn.Module):
         self.mid_block = MidBlock(ch[-1], g, cfg.mid_block_add_attention)
         self.conv_norm_out = GroupNorm(g, ch[-1], EPS)
         # Twice the latent channels: mean and log-variance.
-        self.conv_out = nn.Conv2d(ch[-1], 2 * cfg.latent_channels, kernel_size=3, padding=1)
+        self.conv_out = Conv2d(ch[-1], 2 * cfg.latent_channels, kernel_size=3, padding=1)
 
     def __call__(self, x: mx.array) -> mx.array:
         x = self.conv_in(x)
@@ -185,14 +186,14 @@ class Decoder(nn.Module):
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         ch, g, n = cfg.block_out_channels[::-1], cfg.norm_num_groups, len(cfg.block_out_channels)
-        self.conv_in = nn.Conv2d(cfg.latent_channels, ch[0], kernel_size=3, padding=1)
+        self.conv_in = Conv2d(cfg.latent_channels, ch[0], kernel_size=3, padding=1)
         self.mid_block = MidBlock(ch[0], g, cfg.mid_block_add_attention)
         self.up_blocks = [
             DecoderBlock(ch[max(i - 1, 0)], ch[i], cfg.layers_per_block + 1, g, i < n - 1)
             for i in range(n)
         ]
         self.conv_norm_out = GroupNorm(g, ch[-1], EPS)
-        self.conv_out = nn.Conv2d(ch[-1], cfg.out_channels, kernel_size=3, padding=1)
+        self.conv_out = Conv2d(ch[-1], cfg.out_channels, kernel_size=3, padding=1)
 
     def __call__(self, z: mx.array) -> mx.array:
         x = self.mid_block(self.conv_in(z))
@@ -229,9 +230,9 @@ class AutoencoderKL(nn.Module):
         self.decoder = Decoder(config)
         lc = config.latent_channels
         if config.use_quant_conv:
-            self.quant_conv = nn.Conv2d(2 * lc, 2 * lc, kernel_size=1)
+            self.quant_conv = Conv2d(2 * lc, 2 * lc, kernel_size=1)
         if config.use_post_quant_conv:
-            self.post_quant_conv = nn.Conv2d(lc, lc, kernel_size=1)
+            self.post_quant_conv = Conv2d(lc, lc, kernel_size=1)
 
     def encode(self, x: mx.array) -> tuple[mx.array, mx.array]:
         """NHWC images in [-1, 1] → (mean, logvar) of the latent Gaussian, each NHWC with
