@@ -331,7 +331,12 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=8)
     ap.add_argument("--fps", type=int, default=30)
     ap.add_argument("--skip-moviepy", action="store_true")
+    ap.add_argument("--no-opencv", action="store_true", help="measure the Pillow/NumPy fallback")
     args = ap.parse_args()
+    if args.no_opencv:
+        from edgegen.video import kenburns
+
+        kenburns.cv2, kenburns.BACKENDS = None, ("pillow",)
     per_scene = args.seconds / args.scenes
     speaker = CachedSpeaker(per_scene - LEAD - TAIL)
     with tempfile.TemporaryDirectory() as tmp:
@@ -340,13 +345,13 @@ def main() -> None:
         music = folder / "music.wav"
         write_music(music)
         script = make_script(folder, args.scenes)
-        from edgegen.video.kenburns import BACKENDS
+        from edgegen.video import kenburns
 
         t_render, report = bench_edgegen(folder, script, music, speaker, args.fps)
         print(
             f"video: {report.duration:.2f} s, {report.frames} frames, {report.size[0]}x{report.size[1]}"
             f"@{args.fps}, {len(report.scenes)} scenes; cpu cores: {os.cpu_count()}; "
-            f"resampler: {BACKENDS[0]}; load average before: {os.getloadavg()[0]:.1f}"
+            f"resampler: {kenburns.BACKENDS[0]}; load average before: {os.getloadavg()[0]:.1f}"
         )
         print(
             f"edgegen render      {t_render}   stages: "
