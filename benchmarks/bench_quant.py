@@ -87,7 +87,9 @@ def build(work: Path) -> dict:
     return info
 
 
-def run_mlx(work: Path, artifact: str, dtype: str, runtime: str | None, size: int, steps: int):
+def run_mlx(
+    work: Path, artifact: str, dtype: str, runtime: str | None, size: int, steps: int, batch: int
+):
     import mlx.core as mx
 
     from edgegen.artifact import DTYPES, load_module
@@ -102,17 +104,17 @@ def run_mlx(work: Path, artifact: str, dtype: str, runtime: str | None, size: in
     load = time.perf_counter() - t
     cast = DTYPES[dtype]
     key = mx.random.key(0)
-    x = mx.random.normal((2, size // 8, size // 8, 4), key=key).astype(cast)
-    ctx = mx.random.normal((2, 77, 768), key=key).astype(cast)
+    x = mx.random.normal((batch, size // 8, size // 8, 4), key=key).astype(cast)
+    ctx = mx.random.normal((batch, 77, 768), key=key).astype(cast)
     times = []
     for _ in range(steps + 1):  # the first step warms up (compiles fused kernels)
         t = time.perf_counter()
-        mx.eval(unet(x, mx.array([500.0, 500.0]), ctx))
+        mx.eval(unet(x, mx.full((batch,), 500.0), ctx))
         times.append(time.perf_counter() - t)
     return {"load_s": load, "step_s": times[1:], "peak_mlx": mx.get_peak_memory()}
 
 
-def run_torch(work: Path, size: int, steps: int):
+def run_torch(work: Path, size: int, steps: int, batch: int):
     import torch
     from diffusers import UNet2DConditionModel
 
@@ -121,13 +123,13 @@ def run_torch(work: Path, size: int, steps: int):
     unet = UNet2DConditionModel.from_pretrained(work / "unet").eval()
     load = time.perf_counter() - t
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 4, size // 8, size // 8, generator=g)
-    ctx = torch.randn(2, 77, 768, generator=g)
+    x = torch.randn(batch, 4, size // 8, size // 8, generator=g)
+    ctx = torch.randn(batch, 77, 768, generator=g)
     times = []
     with torch.no_grad():
         for _ in range(steps + 1):
             t = time.perf_counter()
-            unet(x, torch.tensor([500.0, 500.0]), ctx)
+            unet(x, torch.full((batch,), 500.0), ctx)
             times.append(time.perf_counter() - t)
     return {"load_s": load, "step_s": times[1:], "peak_mlx": None}
 
@@ -135,25 +137,31 @@ def run_torch(work: Path, size: int, steps: int):
 def child(args: argparse.Namespace) -> None:
     work = Path(args.work)
     if args.run == "torch fp32":
-        result = run_torch(work, args.size, args.steps)
+        result = run_torch(work, args.size, args.steps, args.batch)
     else:
         artifact, dtype, runtime = {**VARIANTS, **SMALL}[args.run]
-        result = run_mlx(work, artifact, dtype, runtime, args.size, args.steps)
+        result = run_mlx(work, artifact, dtype, runtime, args.size, args.steps, args.batch)
     result["maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print("RESULT " + json.dumps(result))
 
 
-def measure(name: str, work: Path, size: int, steps: int, timeout: float) -> dict | None:
-    """Run one variant in a fresh process; None if it took longer than ``timeout`` seconds."""
+def measure(
+    name: str, work: Path, size: int, steps: int, timeout: float, batch: int = 2
+) -> dict | None:
+    """Run one variant in a fresh process; None (and a line saying why) if it failed or took
+    longer than ``timeout`` seconds."""
     cmd = [sys.executable, __file__, "--run", name, "--work", str(work)]
-    cmd += ["--size", str(size), "--steps", str(steps)]
+    cmd += ["--size", str(size), "--steps", str(steps), "--batch", str(batch)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=timeout)
     except subprocess.TimeoutExpired:
+        print(f"{name} took over {timeout:.0f}s")
         return None
     line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
     if not line:
-        sys.exit(f"{name} failed:\n{out.stderr[-2000:]}")
+        killed = " (killed: out of memory?)" if out.returncode < 0 else ""
+        print(f"{name} failed, exit status {out.returncode}{killed}: {out.stderr[-500:]}")
+        return None
     return json.loads(line[0][len("RESULT ") :])
 
 
@@ -165,6 +173,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=1, help="timed steps after one warm-up")
     ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=2, help="2 = classifier-free guidance")
     ap.add_argument("--small", action="store_true", help="also time fp16/fused compute, small")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per variant")
     ap.add_argument("--work", default=None, help="keep weights here between runs")
@@ -185,30 +194,29 @@ def main() -> None:
             f"  {name:5} {gb(b)}  {b / fp16_bytes:.2f}× fp16  (written in {info[name]['seconds']:.0f}s)"
         )
 
-    runs = {"torch fp32": measure("torch fp32", work, args.size, args.steps, args.timeout)}
-    for name in VARIANTS:
-        runs[name] = measure(name, work, args.size, args.steps, args.timeout)
-    base, torch_step = runs["fp16 (fp32 compute)"], min(runs["torch fp32"]["step_s"])
-    print(f"\none UNet step, batch 2, {args.size}×{args.size}, best of {args.steps}")
+    runs = {}
+    for name in ("torch fp32", *VARIANTS):
+        runs[name] = measure(name, work, args.size, args.steps, args.timeout, args.batch)
+    base, ref = runs["fp16 (fp32 compute)"], runs["torch fp32"]
+    print(f"\none UNet step, batch {args.batch}, {args.size}×{args.size}, best of {args.steps}")
     print(
         f"{'variant':22} {'step':>8} {'vs fp16':>8} {'vs torch':>9} {'peak mlx':>10} {'peak rss':>10}"
     )
     for name, r in runs.items():
         if r is None:
-            print(f"{name:22} took over {args.timeout:.0f}s")
+            print(f"{name:22} (no result: see above)")
             continue
         step = min(r["step_s"])
+        vs_fp16 = f"{step / min(base['step_s']):7.2f}×" if base else "      -"
+        vs_torch = f"{step / min(ref['step_s']):8.2f}×" if ref else "       -"
         print(
-            f"{name:22} {step:7.2f}s {step / min(base['step_s']):7.2f}× {step / torch_step:8.2f}× "
-            f"{gb(r['peak_mlx']):>10} {gb(r['maxrss']):>10}"
+            f"{name:22} {step:7.2f}s {vs_fp16} {vs_torch} {gb(r['peak_mlx']):>10} {gb(r['maxrss']):>10}"
         )
     if args.small:
         print(f"\n{SMALL_SIZE}×{SMALL_SIZE} (no fast CPU kernel for the last two: Apple-GPU paths)")
         for name in ("fp16 (fp32 compute)", "4-bit on-the-fly", *SMALL):
-            r = measure(name, work, SMALL_SIZE, 1, args.timeout)
-            if r is None:
-                print(f"{name:22} took over {args.timeout:.0f}s")
-            else:
+            r = measure(name, work, SMALL_SIZE, 1, args.timeout, args.batch)
+            if r is not None:
                 print(f"{name:22} {min(r['step_s']):7.2f}s  peak {gb(r['peak_mlx'])}")
 
 
