@@ -2,6 +2,12 @@
 
     .venv/bin/python benchmarks/bench_vae.py [--size 512] [--repeats 2] [--tiled]
 
+Process settings matter a lot on Linux (both measured on the 2-core dev machine): glibc
+returns every large freed buffer to the OS, so each new MLX array page-faults its memory in
+again (``MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824`` stops that), and
+OpenBLAS 0.3.21 does not know AMD Zen 5 and falls back to AVX2 kernels
+(``OPENBLAS_CORETYPE=SkylakeX`` selects its AVX-512 ones). The header line shows what is active.
+
 Random weights (timing does not depend on them). Prints both times, the ratio (MLX / PyTorch,
 below 1 means edgegen is faster), the achieved GFLOP/s and the largest difference between the
 two decodes, so a fast but wrong result cannot pass unnoticed.
@@ -10,6 +16,7 @@ two decodes, so a fast but wrong result cannot pass unnoticed.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import edgegen  # noqa: F401  (optimized BLAS before mlx: mlx is imported below, in main)
@@ -57,14 +64,29 @@ def count_decode_flops(model, z) -> float:  # noqa: ANN001 (diffusers model, tor
     return flops + 2 * 2.0 * n * n * c
 
 
-def timed(fn, repeats: int) -> float:  # noqa: ANN001
-    fn()  # warm-up: compiles MLX kernels, warms PyTorch's allocator
-    best = float("inf")
+def interleaved(fns: dict, repeats: int) -> dict[str, float]:  # noqa: ANN001
+    """Best time of each function, run round-robin after one warm-up each: on a shared machine
+    the load drifts, and alternating keeps it from favouring whichever side runs first."""
+    for fn in fns.values():
+        fn()  # warm-up: compiles MLX kernels and caches kernel layouts, warms allocators
+    best = dict.fromkeys(fns, float("inf"))
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t)
     return best
+
+
+def blas_core() -> str:
+    """OpenBLAS's kernel family (OPENBLAS_CORETYPE chooses it), or the BLAS name."""
+    import ctypes
+
+    if edgegen.BLAS.name != "openblas" or not edgegen.BLAS.path:
+        return edgegen.BLAS.name
+    lib = ctypes.CDLL(edgegen.BLAS.path)
+    lib.openblas_get_corename.restype = ctypes.c_char_p
+    return f"openblas ({lib.openblas_get_corename().decode()} kernels)"
 
 
 def main() -> None:
@@ -96,36 +118,36 @@ def main() -> None:
     z_mx = mx.array(z.numpy().transpose(0, 2, 3, 1))
     print(
         f"VAE decode {args.size}x{args.size} (latents {side}x{side}), torch threads "
-        f"{torch.get_num_threads()}, BLAS {edgegen.BLAS.name}"
+        f"{torch.get_num_threads()}, MLX BLAS {blas_core()}, "
+        f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')}"
     )
-
-    out_mx = None
+    outs = {}
 
     def run_mlx() -> None:
-        nonlocal out_mx
-        out_mx = ours.decode(z_mx)
-        mx.eval(out_mx)
+        outs["mlx"] = ours.decode(z_mx)
+        mx.eval(outs["mlx"])
 
-    t_mlx = timed(run_mlx, args.repeats)
-    print(f"edgegen/MLX      {t_mlx:8.2f} s")
-    if args.tiled:
-        t_tiled = timed(lambda: mx.eval(ours.decode_tiled(z_mx, 64, 16)), args.repeats)
-        print(f"edgegen tiled    {t_tiled:8.2f} s  (tile 64, overlap 16 latents)")
-    if args.skip_torch:
-        return
-
-    out_pt = None
+    def run_tiled() -> None:
+        mx.eval(ours.decode_tiled(z_mx, 64, 16))
 
     def run_torch() -> None:
-        nonlocal out_pt
         with torch.no_grad():
-            out_pt = ref.decode(z).sample
+            outs["torch"] = ref.decode(z).sample
 
-    t_pt = timed(run_torch, args.repeats)
+    fns = {"edgegen/MLX": run_mlx}
+    if args.tiled:
+        fns["edgegen tiled"] = run_tiled
+    if not args.skip_torch:
+        fns["diffusers/torch"] = run_torch
+    best = interleaved(fns, args.repeats)
+    for name, t in best.items():
+        print(f"{name:16s} {t:8.2f} s")
+    if args.skip_torch:
+        return
+    t_mlx, t_pt = best["edgegen/MLX"], best["diffusers/torch"]
     flops = count_decode_flops(ref, z)
-    want = out_pt.numpy().transpose(0, 2, 3, 1)
-    err = np.abs(np.array(out_mx) - want).max() / np.abs(want).max()
-    print(f"diffusers/torch  {t_pt:8.2f} s")
+    want = outs["torch"].numpy().transpose(0, 2, 3, 1)
+    err = np.abs(np.array(outs["mlx"]) - want).max() / np.abs(want).max()
     print(f"ratio MLX/torch  {t_mlx / t_pt:8.2f}")
     print(
         f"GFLOP/s          MLX {flops / t_mlx / 1e9:.1f}, torch {flops / t_pt / 1e9:.1f} "

@@ -15,7 +15,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from edgegen.errors import UnsupportedModelError, UsageError, WeightMappingError
+from edgegen.models import blocks
 from edgegen.models.blocks import (
+    Conv2d,
     Downsample2D,
     ResnetBlock2D,
     SpatialSelfAttention,
@@ -318,3 +320,31 @@ def test_spatial_attention_matches_diffusers():
     x = torch.randn(2, 64, 9, 11)
     with torch.no_grad():
         assert rel_err(ours(nhwc(x)), ref(x)) <= 1e-4
+
+
+@pytest.mark.parametrize(
+    "shape, cout, kernel, stride, padding",
+    [
+        ((2, 7, 9, 128), 160, 3, 1, 1),  # Winograd, odd sizes (cropped tiles), batch 2
+        ((1, 8, 6, 32), 64, 3, 1, 1),  # shifted taps
+        ((2, 6, 5, 128), 3, 3, 1, 1),  # narrow output (RGB head)
+        ((2, 5, 5, 16), 8, 1, 1, 0),  # 1×1 as one GEMM
+        ((1, 8, 8, 16), 16, 3, 2, 1),  # stride 2: mx.conv2d
+    ],
+)
+def test_conv2d_paths_match_mlx_conv(shape, cout, kernel, stride, padding):
+    conv = Conv2d(shape[-1], cout, kernel, stride=stride, padding=padding)
+    x = mx.random.normal(shape, key=mx.random.key(5))
+    want = mx.conv2d(x, conv.weight, stride=stride, padding=padding) + conv.bias
+    assert float(mx.abs(conv(x) - want).max() / mx.abs(want).max()) <= 1e-5
+    conv.weight = conv.weight * 2  # cached kernel layouts must follow a new weight
+    want = mx.conv2d(x, conv.weight, stride=stride, padding=padding) + conv.bias
+    assert float(mx.abs(conv(x) - want).max() / mx.abs(want).max()) <= 1e-5
+
+
+def test_winograd_bands_match_one_pass(monkeypatch):
+    conv = Conv2d(128, 128, 3, padding=1)
+    x = mx.random.normal((1, 11, 10, 128), key=mx.random.key(6))
+    whole = conv(x)
+    monkeypatch.setattr(blocks, "_BAND_BYTES", 1)  # one row of tiles per band
+    assert float(mx.abs(conv(x) - whole).max()) <= 1e-5
