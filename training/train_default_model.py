@@ -48,6 +48,8 @@ from edgegen.defaultmodel.scenes import Scene, caption, caption_words, render, s
 from edgegen.defaultmodel.vocab import write_reduced_tokenizer  # noqa: E402
 from edgegen.tokenizer import CLIPTokenizer  # noqa: E402
 
+CLIP_INIT_STD = 0.02  # transformers' CLIPTextConfig.initializer_range
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -87,6 +89,12 @@ class TrainConfig:
     threads: int = 2
     save_fp16: bool = True  # ship in half precision: ≈ half the package size
     token_init_std: float = 1.0  # see build()
+    # Prompt length in tokens (SD uses 77). Cross-attention at first averages over every
+    # position; with 77 positions of which ~60 are identical padding, the prompt's words are
+    # diluted fivefold and the UNet learned nothing from them in 400 steps. The longest
+    # caption is 25 tokens with <start>/<end>.
+    context_length: int = 32
+    cond_lr_mult: float = 4.0  # text encoder and cross-attention learn this much faster
 
 
 def tiny_config() -> TrainConfig:
@@ -186,8 +194,9 @@ def build(cfg: TrainConfig, tokenizer: CLIPTokenizer, vocab_size: int):  # noqa:
     # the same, and the UNet learns to ignore its context (measured: after 300 steps the
     # noise error with the right, an empty and a wrong caption agreed to 4 decimals). Large
     # token embeddings make each token distinct from step 0, so cross-attention can use them.
-    torch.manual_seed(cfg.seed + 6)
-    text.get_input_embeddings().weight.data.normal_(0.0, cfg.token_init_std)
+    if cfg.token_init_std != CLIP_INIT_STD:  # CLIP's own init otherwise (stage 1 used it)
+        torch.manual_seed(cfg.seed + 6)
+        text.get_input_embeddings().weight.data.normal_(0.0, cfg.token_init_std)
     return vae, unet, text
 
 
@@ -275,7 +284,7 @@ def save(out: Path, cfg: TrainConfig, vae, unet, text, tok_dir: Path, meta: dict
         vocab_file=str(tok_dir / "vocab.json"),
         merges_file=str(tok_dir / "merges.txt"),
         pad_token="<|endoftext|>",
-        model_max_length=77,
+        model_max_length=cfg.context_length,
     )
     dtype = torch.float16 if cfg.save_fp16 else torch.float32
     parts = [copy.deepcopy(m).to(dtype) for m in (vae, unet, text)]
@@ -299,16 +308,19 @@ def save(out: Path, cfg: TrainConfig, vae, unet, text, tok_dir: Path, meta: dict
     tmp.rename(out)
 
 
-def train(cfg: TrainConfig, out: Path, work: Path, resume: Path | None = None) -> dict:
+def train(
+    cfg: TrainConfig, out: Path, work: Path, resume: Path | None = None, resume_text: bool = False
+) -> dict:
     """Run all phases; returns a summary. ``out`` receives the diffusers folder, ``work`` the
     loss logs and intermediate files. ``resume``: a folder this script saved; its VAE (and
-    scaling factor) and UNet are kept and training continues with a fresh text encoder."""
+    scaling factor) and UNet are kept and training continues with a fresh text encoder, or with
+    the saved one too when ``resume_text``."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     tok_dir = work / "tokenizer"
-    vocab_size = write_reduced_tokenizer(tok_dir, caption_words())
+    vocab_size = write_reduced_tokenizer(tok_dir, caption_words(), cfg.context_length)
     tokenizer = CLIPTokenizer.from_dir(tok_dir)
     vae, unet, text = build(cfg, tokenizer, vocab_size)
     sizes = {
@@ -327,7 +339,11 @@ def train(cfg: TrainConfig, out: Path, work: Path, resume: Path | None = None) -
 
         vae = AutoencoderKL.from_pretrained(resume / "vae", torch_dtype=torch.float32)
         unet = UNet2DConditionModel.from_pretrained(resume / "unet", torch_dtype=torch.float32)
-        log(f"resumed VAE and UNet from {resume}")
+        if resume_text:
+            from transformers import CLIPTextModel
+
+            text = CLIPTextModel.from_pretrained(resume / "text_encoder", dtype=torch.float32)
+        log(f"resumed VAE, UNet{' and text encoder' if resume_text else ''} from {resume}")
     vae.eval().requires_grad_(False)
     vae_seconds = time.time() - started
 
@@ -343,7 +359,13 @@ def train(cfg: TrainConfig, out: Path, work: Path, resume: Path | None = None) -
     snr = alphas / (1 - alphas)
     weights = torch.clamp(snr, max=cfg.min_snr_gamma) / snr  # min-SNR-γ for epsilon targets
     params = list(unet.parameters()) + list(text.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    cond = [p for n, p in unet.named_parameters() if ".attn2." in n] + list(text.parameters())
+    cond_ids = {id(p) for p in cond}
+    groups = [
+        {"params": [p for p in unet.parameters() if id(p) not in cond_ids], "mult": 1.0},
+        {"params": cond, "mult": cfg.cond_lr_mult},
+    ]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.01)
     ema = EMA([unet, text], cfg.ema_decay)
     rng = np.random.default_rng(cfg.seed + 3)
     gen = torch.Generator().manual_seed(cfg.seed + 4)
@@ -358,7 +380,7 @@ def train(cfg: TrainConfig, out: Path, work: Path, resume: Path | None = None) -
         for step in range(cfg.unet_steps):
             lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
             for g in opt.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g["mult"]
             idx = rng.integers(0, len(scenes), cfg.batch)
             flip = rng.random(cfg.batch) < 0.5
             x0 = latents[idx].clone()
@@ -421,6 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", type=Path, default=Path("training/run"))
     ap.add_argument("--tiny", action="store_true", help="a few-second smoke run")
     ap.add_argument("--resume", type=Path, default=None, help="continue from a saved folder")
+    ap.add_argument("--resume-text", action="store_true", help="keep its text encoder too")
     for fld in fields(TrainConfig):
         if fld.type in ("int", "float"):
             ap.add_argument("--" + fld.name.replace("_", "-"), type=eval(fld.type), default=None)
@@ -433,7 +456,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     cfg = replace(cfg, **overrides)
     log(f"config {asdict(cfg)}")
-    summary = train(cfg, args.out, args.work, args.resume)
+    summary = train(cfg, args.out, args.work, args.resume, args.resume_text)
     log(f"done: {summary}")
 
 

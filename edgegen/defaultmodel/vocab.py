@@ -87,14 +87,16 @@ def reduced_vocab(
     return {t: i for i, t in enumerate(dict.fromkeys(tokens))}, kept
 
 
-def write_reduced_tokenizer(out_dir: Path, words: Iterable[str]) -> int:
+def write_reduced_tokenizer(out_dir: Path, words: Iterable[str], model_max_length: int = 77) -> int:
     """Write ``tokenizer/`` (SD 1.x conventions: pad with ``<|endoftext|>``); returns its size."""
     import json
 
     from edgegen.fileio import atomic_write_text
 
     vocab, merges = reduced_vocab(words)
-    write_tokenizer_files(out_dir)  # the configs; vocab and merges are replaced just below
+    write_tokenizer_files(
+        out_dir, model_max_length=model_max_length
+    )  # the configs; vocab and merges are replaced just below
     atomic_write_text(Path(out_dir) / "vocab.json", json.dumps(vocab, ensure_ascii=False))
     lines = "".join(f"{a} {b}\n" for a, b in merges)
     atomic_write_text(Path(out_dir) / "merges.txt", "#version: 0.2\n" + lines)
