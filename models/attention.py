@@ -172,6 +172,10 @@ class GEGLU(nn.Module):
     def __call__(self, x: mx.array) -> mx.array:
         # Two matmuls over the halves of ``proj``: each output is contiguous, so the fused
         # value × GELU(gate) loop runs vectorised (a split view of one output would not).
+        if not isinstance(self.proj, nn.Linear):
+            # A quantized proj packs its weight; run it whole and split the output.
+            value, gate = mx.split(self.proj(x), 2, axis=-1)
+            return _geglu(value, gate)
         inner = self.proj.weight.shape[0] // 2
         w, bias = self.proj.weight, self.proj.bias
         value = mx.addmm(bias[:inner], x, w[:inner].T)
