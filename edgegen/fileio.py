@@ -33,6 +33,10 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
     except OSError as e:
         raise OutputError(f"cannot write to {str(path.parent)!r}: {e.strerror}") from e
     tmp_path = Path(tmp)
+    # mkstemp creates 0600; give the result the permissions a plain open() would have.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
         os.replace(tmp_path, path)

@@ -104,7 +104,8 @@ class StableDiffusion:
         for prompt, dropped in zip(prompts, batch.truncated, strict=True):
             if dropped:
                 warnings.warn(
-                    f"prompt {prompt[:40]!r}… is longer than 77 tokens; dropped: {dropped!r}",
+                    f"prompt {prompt[:40]!r}… is longer than the text encoder's "
+                    f"{self.tokenizer.model_max_length} tokens; dropped: {dropped!r}",
                     PromptTruncatedWarning,
                     stacklevel=2,
                 )

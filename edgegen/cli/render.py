@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -86,7 +87,8 @@ def render(
     storyboard.validate(board.with_overrides(**overrides, width=width, height=height))
     images = load_images(model)
     speaker = load_speaker(voice or board.voice)
-    with step_progress() as progress:
+    with step_progress() as progress, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         tasks: dict[str, int] = {}
 
         def on_event(e: Event) -> None:
@@ -109,6 +111,8 @@ def render(
             captions=captions,
             progress=on_event,
         )
+    for w in {str(w.message): w for w in caught}.values():
+        console.print(f"[yellow]warning:[/yellow] {w.message}")
     for line in summary(report):
         console.print(line)
 
