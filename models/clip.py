@@ -255,16 +255,10 @@ def encode_sdxl_prompt_embeddings(
 def load_text_encoder(directory: Path, dtype: mx.Dtype = mx.float32) -> CLIPTextModel:
     """A CLIP text encoder from a transformers folder (``config.json`` + safetensors)."""
     from edgegen.converters.diffusers import read_json
-    from edgegen.converters.mapping import load_into, map_weights, parameter_shapes
+    from edgegen.converters.mapping import load_mapped
     from edgegen.converters.rules_clip import RULES
-    from edgegen.converters.safetensors_io import read_component
 
     directory = Path(directory)
     config = CLIPTextConfig.from_dict(read_json(directory / "config.json"))
     model = CLIPTextModel(config)
-    weights = map_weights(
-        read_component(directory), RULES, parameter_shapes(model), component=directory.name
-    )
-    load_into(model, {k: v.astype(dtype) for k, v in weights.items()})
-    mx.eval(model.parameters())  # read now, so a bad file fails here and not mid-generation
-    return model
+    return load_mapped(model, directory, RULES, directory.name, dtype)

@@ -451,14 +451,10 @@ class UNet2DConditionModel(nn.Module):
 def load_unet(directory: Path, dtype: mx.Dtype = mx.float32) -> UNet2DConditionModel:
     """Build the UNet described by ``directory/config.json`` and load its safetensors weights."""
     from edgegen.converters.diffusers import read_json
-    from edgegen.converters.mapping import load_into, map_weights, parameter_shapes
+    from edgegen.converters.mapping import load_mapped
     from edgegen.converters.rules_unet import RULES
-    from edgegen.converters.safetensors_io import read_component
 
     directory = Path(directory)
     config = UNetConfig.from_dict(read_json(directory / "config.json"))
     model = UNet2DConditionModel(config)
-    weights = map_weights(read_component(directory), RULES, parameter_shapes(model), "unet")
-    load_into(model, {k: v.astype(dtype) for k, v in weights.items()})
-    mx.eval(model.parameters())
-    return model
+    return load_mapped(model, directory, RULES, "unet", dtype)

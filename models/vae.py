@@ -289,14 +289,10 @@ class AutoencoderKL(nn.Module):
 def load_vae(directory: Path, dtype: mx.Dtype = mx.float32) -> AutoencoderKL:
     """An AutoencoderKL from a diffusers ``vae/`` folder (config.json + safetensors)."""
     from edgegen.converters.diffusers import read_json
-    from edgegen.converters.mapping import load_into, map_weights, parameter_shapes
+    from edgegen.converters.mapping import load_mapped
     from edgegen.converters.rules_vae import RULES
-    from edgegen.converters.safetensors_io import read_component
 
     directory = Path(directory)
     config = VAEConfig.from_dict(read_json(directory / "config.json"))
     model = AutoencoderKL(config)
-    weights = map_weights(read_component(directory), RULES, parameter_shapes(model), "vae")
-    load_into(model, {k: v.astype(dtype) for k, v in weights.items()})
-    mx.eval(model.parameters())
-    return model
+    return load_mapped(model, directory, RULES, "vae", dtype)
