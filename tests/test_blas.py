@@ -1,0 +1,44 @@
+"""OpenBLAS kernel choice: AVX-512 kernels when the CPU has them, never over the user's choice."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from edgegen import _blas
+
+AVX512 = {"avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
+
+
+def test_avx512_cpu_gets_skylakex_kernels():
+    assert _blas.openblas_coretype(AVX512, {}) == "SkylakeX"
+
+
+def test_cpu_without_all_avx512_subsets_keeps_openblas_choice():
+    assert _blas.openblas_coretype({"avx2", "fma"}, {}) is None
+    assert _blas.openblas_coretype(AVX512 - {"avx512bw"}, {}) is None
+
+
+def test_user_coretype_is_never_overridden():
+    assert _blas.openblas_coretype(AVX512, {"OPENBLAS_CORETYPE": "Haswell"}) is None
+    assert _blas.openblas_coretype(AVX512, {"OPENBLAS_CORETYPE": ""}) is None
+
+
+def _core_in_subprocess(env_extra):
+    code = "import edgegen, os; print(edgegen.BLAS.core, os.environ.get('OPENBLAS_CORETYPE'))"
+    env = {"EDGEGEN_BLAS": "openblas", "PATH": "/usr/bin:/bin", **env_extra}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.split()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="OpenBLAS is loaded on Linux only")
+def test_loaded_openblas_reports_its_kernels_and_keeps_the_users_choice():
+    core, _ = _core_in_subprocess({})
+    if core == "None":
+        pytest.skip("no OpenBLAS on this machine")
+    assert core
+    if os.uname().machine == "x86_64":
+        assert _core_in_subprocess({"OPENBLAS_CORETYPE": "Haswell"}) == ["Haswell", "Haswell"]
