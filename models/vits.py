@@ -18,6 +18,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from edgegen.models.vits_activations import exp, softmax
 from edgegen.models.vits_decoder import Generator
 from edgegen.models.vits_duration import StochasticDurationPredictor
 from edgegen.models.vits_flow import ResidualCouplingBlock
@@ -110,7 +111,7 @@ class RelPosAttention(nn.Module):
         idx = mx.broadcast_to(mx.clip(rel_idx, 0, 2 * w)[None], (h, t, t))
         local = mx.take_along_axis(rel_logits, idx, axis=-1)
         scores = q @ k.transpose(0, 2, 1) + mx.where(in_window, local, 0.0)
-        p = mx.softmax(scores, axis=-1)
+        p = softmax(scores)
         out = p @ v
         # Attention weight on offset r for query i is p[i, i + r - w] (zero outside the text).
         abs_idx = pos[:, None] + mx.arange(2 * w + 1)[None, :] - w  # (T, 2w+1)
@@ -236,7 +237,7 @@ class Vits(nn.Module):
         m = mx.take(m_p, idx, axis=1)
         if noise_scale != 0:
             logs = mx.take(logs_p, idx, axis=1)
-            m = m + mx.random.normal(m.shape, key=key) * mx.exp(logs) * noise_scale
+            m = m + mx.random.normal(m.shape, key=key) * exp(logs) * noise_scale
         z = self.flow.reverse(m, g)
         return self.dec(z.T, g)
 

@@ -15,6 +15,7 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 
+from edgegen.models.vits_activations import gelu
 from edgegen.models.vits_layers import ChannelNorm, Conv1d, DepthwiseConv1d, NoParams
 
 MIN_BIN_WIDTH = 1e-3
@@ -38,8 +39,8 @@ class DDSConv(nn.Module):
         for sep, pw, n1, n2 in zip(
             self.convs_sep, self.convs_1x1, self.norms_1, self.norms_2, strict=True
         ):
-            y = nn.gelu(n1(sep(x)))
-            y = nn.gelu(n2(pw(y)))
+            y = gelu(n1(sep(x)))
+            y = gelu(n2(pw(y)))
             x = x + y
         return x
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
+from edgegen.models.vits_activations import gated_tanh
 from edgegen.models.vits_layers import Conv1d, NoParams
 
 
@@ -38,7 +39,7 @@ class WN(nn.Module):
             x_in = self.in_layers[i](x)
             if g_all is not None:
                 x_in = x_in + g_all[i * 2 * h : (i + 1) * 2 * h]
-            acts = mx.tanh(x_in[:h]) * mx.sigmoid(x_in[h:])
+            acts = gated_tanh(x_in[:h], x_in[h:])
             res_skip = self.res_skip_layers[i](acts)
             if i < n - 1:
                 x = x + res_skip[:h]
