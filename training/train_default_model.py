@@ -1,8 +1,15 @@
 """Train edgegen's default model: a small Stable Diffusion (CLIP text encoder, UNet, VAE).
 
-Run from the repository root (takes about 90 minutes on a shared 2-core CPU):
+Run from the repository root:
 
     .venv/bin/python training/train_default_model.py --out edgegen/defaultmodel/weights
+
+The defaults are the CPU recipe (about 90 minutes on a shared 2-core CPU). ``--device cuda``
+trains on a GPU (bf16 autocast); ``training/train_on_gpu.py`` is the driver that trained the
+shipped model there: one VAE, then several UNet variants side by side, each scored on the
+adherence prompts, the best kept. ``--time-budget`` picks the number of UNet steps from the
+measured speed, and ``training.json`` records the steps actually run, so ``--unet-steps N``
+repeats a run.
 
 Everything is generated here and seeded, so the same command gives the same model:
 
@@ -29,9 +36,11 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning threads starve on a shared CPU
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import copy  # noqa: E402
 import csv  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -77,16 +86,20 @@ class TrainConfig:
     unet_channels: tuple[int, ...] = (32, 64, 128)
     unet_groups: int = 8  # ≥ 4 channels per group, for the same reason as the VAE's
     unet_heads: int = 8
+    unet_layers: int = 1  # resnets (and transformers) per block
+    unet_attn_levels: int = 2  # cross-attention in this many of the lowest-resolution levels
     unet_steps: int = 1400
     batch: int = 64
     lr: float = 8e-4
     warmup: int = 100
+    lr_final: float = 1.0  # cosine decay to this fraction of lr over the run (1.0: constant)
     caption_dropout: float = 0.1  # empty prompt: the unconditional branch of CFG
     offset_noise: float = 0.1
     min_snr_gamma: float = 5.0
     ema_decay: float = 0.998
     save_every: int = 200
     threads: int = 2
+    workers: int = 1  # processes that render the scenes
     save_fp16: bool = True  # ship in half precision: ≈ half the package size
     token_init_std: float = 1.0  # see build()
     # Prompt length in tokens (SD uses 77). Cross-attention at first averages over every
@@ -133,10 +146,22 @@ def flipped(scene: Scene) -> Scene:
     return replace(scene, cell=(2 - col, row))
 
 
+def _render_one(args: tuple[Scene, tuple[int, int]]) -> np.ndarray:
+    scene, size = args
+    return np.asarray(render(scene, size))
+
+
 def render_set(cfg: TrainConfig) -> tuple[list[Scene], np.ndarray]:
     scenes = [scene_for(i, cfg.seed) for i in range(cfg.images)]
-    pixels = np.stack([np.asarray(render(s, (cfg.width, cfg.height))) for s in scenes])
-    return scenes, pixels  # (N, H, W, 3) uint8
+    jobs = [(s, (cfg.width, cfg.height)) for s in scenes]
+    if cfg.workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(cfg.workers) as pool:
+            images = pool.map(_render_one, jobs, chunksize=64)
+    else:
+        images = [_render_one(j) for j in jobs]
+    return scenes, np.stack(images)  # (N, H, W, 3) uint8; identical for any worker count
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
@@ -161,16 +186,17 @@ def build(cfg: TrainConfig, tokenizer: CLIPTokenizer, vocab_size: int):  # noqa:
         sample_size=cfg.height,
     )
     m = len(cfg.unet_channels)
+    plain = m - cfg.unet_attn_levels  # highest-resolution levels without cross-attention
     unet = UNet2DConditionModel(
         # sample_size × VAE scale is the "native" side edgegen derives its default size from:
         # 16 × 8 = 128 → a 128×256 portrait.
         sample_size=cfg.width // 2 ** (n - 1),
         in_channels=4,
         out_channels=4,
-        layers_per_block=1,
+        layers_per_block=cfg.unet_layers,
         block_out_channels=cfg.unet_channels,
-        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (m - 1),
-        up_block_types=("CrossAttnUpBlock2D",) * (m - 1) + ("UpBlock2D",),
+        down_block_types=("DownBlock2D",) * plain + ("CrossAttnDownBlock2D",) * (m - plain),
+        up_block_types=("CrossAttnUpBlock2D",) * (m - plain) + ("UpBlock2D",) * plain,
         cross_attention_dim=cfg.text_hidden,
         attention_head_dim=cfg.unet_heads,
         norm_num_groups=cfg.unet_groups,
@@ -214,8 +240,33 @@ def scheduler():  # noqa: ANN201
     )
 
 
-def train_vae(cfg: TrainConfig, vae, pixels: np.ndarray, out: Path) -> None:  # noqa: ANN001
+def _autocast(device: torch.device):  # noqa: ANN202
+    """bf16 autocast on a GPU (Hopper/Ampere tensor cores); plain fp32 on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def lr_factor(step: int, total: int, warmup: int, final: float) -> float:
+    """Linear warm-up, then cosine decay from 1 to ``final`` at ``total`` (constant if 1)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def train_vae(
+    cfg: TrainConfig,
+    vae,  # noqa: ANN001
+    pixels: np.ndarray,
+    out: Path,
+    device: torch.device,
+    time_budget: float | None = None,
+) -> int:
+    """Train the autoencoder; returns the number of steps run (``time_budget`` in seconds
+    caps it, judged from the speed of the first 100 steps)."""
     rng = np.random.default_rng(cfg.seed + 1)
+    total = cfg.vae_steps
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     data = pixels[: cfg.vae_images]
     c = min(cfg.vae_crop, cfg.width, cfg.height)
@@ -223,38 +274,52 @@ def train_vae(cfg: TrainConfig, vae, pixels: np.ndarray, out: Path) -> None:  # 
     with open(out / "vae_loss.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["step", "loss", "l1", "seconds"])
-        for step in range(cfg.vae_steps):
+        step = 0
+        while step < total:
+            if time_budget is not None and step == 100:
+                rate = (time.time() - t0) / step
+                total = min(total, max(step, int(time_budget / rate)))
+                log(f"vae: {rate * 1000:.1f} ms/step, {total} steps fit in {time_budget:.0f} s")
+            for g in opt.param_groups:
+                g["lr"] = cfg.vae_lr * lr_factor(step, total, 20, cfg.lr_final)
             idx = rng.integers(0, len(data), cfg.vae_batch)
             ys = rng.integers(0, cfg.height - c + 1, cfg.vae_batch)
             xs = rng.integers(0, cfg.width - c + 1, cfg.vae_batch)
             crops = np.stack(
                 [data[i, y : y + c, x : x + c] for i, y, x in zip(idx, ys, xs, strict=True)]
             )
-            x = to_tensor(crops)
-            post = vae.encode(x).latent_dist
-            # The posterior mean, not a sample: with SD's tiny KL weight the encoder's variance
-            # starts at 1 and only slowly shrinks, drowning the small early means in noise; a
-            # short run learns far faster as a plain autoencoder (the UNet sees means too).
-            z = post.mean
-            rec = vae.decode(z).sample
+            x = to_tensor(crops).to(device)
+            with _autocast(device):
+                post = vae.encode(x).latent_dist
+                # The posterior mean, not a sample: with SD's tiny KL weight the encoder's
+                # variance starts at 1 and only slowly shrinks, drowning the small early means
+                # in noise; a short run learns far faster as a plain autoencoder (the UNet
+                # sees means too).
+                z = post.mean
+                rec = vae.decode(z).sample.float()
             l1 = (rec - x).abs().mean()
-            loss = l1 + 0.5 * F.mse_loss(rec, x) + cfg.vae_kl * post.kl().mean() / x[0].numel()
+            kl = post.kl().float().mean() / x[0].numel()
+            loss = l1 + 0.5 * F.mse_loss(rec, x) + cfg.vae_kl * kl
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
             opt.step()
-            w.writerow([step, f"{loss.item():.5f}", f"{l1.item():.5f}", f"{time.time() - t0:.1f}"])
-            if step % 25 == 0 or step == cfg.vae_steps - 1:
+            lv, l1v = loss.item(), l1.item()
+            w.writerow([step, f"{lv:.5f}", f"{l1v:.5f}", f"{time.time() - t0:.1f}"])
+            if step % 100 == 0 or step == total - 1:
                 f.flush()
-                log(f"vae step {step} loss {loss.item():.4f} l1 {l1.item():.4f}")
+                log(f"vae step {step} loss {lv:.4f} l1 {l1v:.4f}")
+            step += 1
+    return total
 
 
 @torch.no_grad()
-def encode_set(vae, pixels: np.ndarray, batch: int = 32) -> torch.Tensor:  # noqa: ANN001
+def encode_set(vae, pixels: np.ndarray, device: torch.device, batch: int = 32) -> torch.Tensor:  # noqa: ANN001
     out = []
     for i in range(0, len(pixels), batch):
-        out.append(vae.encode(to_tensor(pixels[i : i + batch])).latent_dist.mean)
-        if i % (batch * 20) == 0:
+        x = to_tensor(pixels[i : i + batch]).to(device)
+        out.append(vae.encode(x).latent_dist.mean.float().cpu())
+        if i % (batch * 50) == 0:
             log(f"encoded {i}/{len(pixels)}")
     return torch.cat(out)
 
@@ -269,8 +334,7 @@ class EMA:
     def update(self, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
         for shadow, live in zip(self.shadow, self.modules, strict=True):
-            for s, p in zip(shadow.parameters(), live.parameters(), strict=True):
-                s.lerp_(p, 1 - d)
+            torch._foreach_lerp_(list(shadow.parameters()), list(live.parameters()), 1 - d)
 
 
 def save(out: Path, cfg: TrainConfig, vae, unet, text, tok_dir: Path, meta: dict) -> None:  # noqa: ANN001
@@ -287,7 +351,7 @@ def save(out: Path, cfg: TrainConfig, vae, unet, text, tok_dir: Path, meta: dict
         model_max_length=cfg.context_length,
     )
     dtype = torch.float16 if cfg.save_fp16 else torch.float32
-    parts = [copy.deepcopy(m).to(dtype) for m in (vae, unet, text)]
+    parts = [copy.deepcopy(m).to("cpu", dtype) for m in (vae, unet, text)]
     pipe = StableDiffusionPipeline(
         vae=parts[0],
         unet=parts[1],
@@ -308,15 +372,40 @@ def save(out: Path, cfg: TrainConfig, vae, unet, text, tok_dir: Path, meta: dict
     tmp.rename(out)
 
 
+def _vae_folder(path: Path) -> Path:
+    return path / "vae" if (path / "vae").is_dir() else path
+
+
 def train(
-    cfg: TrainConfig, out: Path, work: Path, resume: Path | None = None, resume_text: bool = False
+    cfg: TrainConfig,
+    out: Path,
+    work: Path,
+    resume: Path | None = None,
+    resume_text: bool = False,
+    *,
+    device: str = "cpu",
+    vae_from: Path | None = None,
+    latents_from: Path | None = None,
+    time_budget: float | None = None,
+    vae_time_budget: float | None = None,
 ) -> dict:
     """Run all phases; returns a summary. ``out`` receives the diffusers folder, ``work`` the
-    loss logs and intermediate files. ``resume``: a folder this script saved; its VAE (and
-    scaling factor) and UNet are kept and training continues with a fresh text encoder, or with
-    the saved one too when ``resume_text``."""
+    loss logs and intermediate files (``latents.pt`` among them). ``resume``: a folder this
+    script saved; its VAE (and scaling factor) and UNet are kept and training continues with a
+    fresh text encoder, or with the saved one too when ``resume_text``. ``vae_from``: take a
+    trained VAE from a folder (skips the VAE phase); ``latents_from``: that VAE's
+    ``latents.pt`` (skips rendering and encoding). ``time_budget``: seconds of UNet training;
+    the number of steps is then chosen from the speed of the first 100 steps (and
+    ``vae_time_budget`` caps the VAE's steps the same way)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    dev = torch.device(device)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     tok_dir = work / "tokenizer"
@@ -327,35 +416,47 @@ def train(
         k: sum(p.numel() for p in m.parameters())
         for k, m in (("vae", vae), ("unet", unet), ("text_encoder", text))
     }
-    log(f"vocab {vocab_size} tokens; parameters {sizes}")
+    log(f"vocab {vocab_size} tokens; parameters {sizes}; device {dev}")
 
-    scenes, pixels = render_set(cfg)
-    log(f"rendered {len(scenes)} scenes at {cfg.width}×{cfg.height}")
-    if resume is None:
-        vae.train()
-        train_vae(cfg, vae, pixels, work)
-    else:
-        from diffusers import AutoencoderKL, UNet2DConditionModel
-
-        vae = AutoencoderKL.from_pretrained(resume / "vae", torch_dtype=torch.float32)
+    scenes = [scene_for(i, cfg.seed) for i in range(cfg.images)]
+    pixels = None
+    if latents_from is None:
+        scenes, pixels = render_set(cfg)
+        log(f"rendered {len(scenes)} scenes at {cfg.width}×{cfg.height}")
+    if resume is not None:
+        vae = AutoencoderKL.from_pretrained(_vae_folder(resume), torch_dtype=torch.float32)
         unet = UNet2DConditionModel.from_pretrained(resume / "unet", torch_dtype=torch.float32)
         if resume_text:
             from transformers import CLIPTextModel
 
             text = CLIPTextModel.from_pretrained(resume / "text_encoder", dtype=torch.float32)
         log(f"resumed VAE, UNet{' and text encoder' if resume_text else ''} from {resume}")
+    elif vae_from is not None:
+        vae = AutoencoderKL.from_pretrained(_vae_folder(vae_from), torch_dtype=torch.float32)
+        log(f"VAE from {vae_from}")
+    vae, unet, text = vae.to(dev), unet.to(dev), text.to(dev)
+    if resume is None and vae_from is None:
+        vae.train()
+        cfg = replace(cfg, vae_steps=train_vae(cfg, vae, pixels, work, dev, vae_time_budget))
     vae.eval().requires_grad_(False)
     vae_seconds = time.time() - started
 
-    latents = encode_set(vae, pixels)
-    if resume is None:
+    if latents_from is not None:
+        latents = torch.load(latents_from)
+        if latents.shape[0] != cfg.images:
+            raise SystemExit(f"{latents_from} holds {latents.shape[0]} latents, not {cfg.images}")
+    else:
+        latents = encode_set(vae, pixels, dev, batch=256 if dev.type == "cuda" else 32)
+        torch.save(latents, work / "latents.pt")
+    del pixels
+    if resume is None and vae_from is None:
         vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
     scale = float(vae.config.scaling_factor)
-    latents = latents * scale
+    latents = (latents * scale).to(dev)
     log(f"latents {tuple(latents.shape)}, scaling factor {scale:.5f}")
 
     sched = scheduler()
-    alphas = sched.alphas_cumprod.float()
+    alphas = sched.alphas_cumprod.float().to(dev)
     snr = alphas / (1 - alphas)
     weights = torch.clamp(snr, max=cfg.min_snr_gamma) / snr  # min-SNR-γ for epsilon targets
     params = list(unet.parameters()) + list(text.parameters())
@@ -365,26 +466,60 @@ def train(
         {"params": [p for p in unet.parameters() if id(p) not in cond_ids], "mult": 1.0},
         {"params": cond, "mult": cfg.cond_lr_mult},
     ]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.01)
+    extra = {"fused": True} if dev.type == "cuda" else {}
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.01, **extra)
     ema = EMA([unet, text], cfg.ema_decay)
     rng = np.random.default_rng(cfg.seed + 3)
-    gen = torch.Generator().manual_seed(cfg.seed + 4)
+    gen = torch.Generator(device=dev).manual_seed(cfg.seed + 4)
     unet.train()
     text.train()
+    total = cfg.unet_steps
+    probe = 100
     t0 = time.time()
-    loss_value = float("nan")
     meta: dict = {}
+    pending: list[tuple[int, torch.Tensor, float]] = []
+
+    def snapshot(done: int, f) -> None:  # noqa: ANN001
+        nonlocal meta
+        meta = {
+            "steps": done,
+            "final_loss_ema100": _tail_mean(work / "loss.csv", f),
+            "unet_seconds": round(time.time() - t0, 1),
+            "vae_seconds": round(vae_seconds, 1),
+            "total_seconds": round(time.time() - started, 1),
+            "parameters": sizes,
+            "vocab_size": vocab_size,
+            "scaling_factor": scale,
+            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+            "vae_from": str(vae_from) if vae_from else None,
+        }
+        save(out, replace(cfg, unet_steps=total), vae, ema.shadow[0], ema.shadow[1], tok_dir, meta)
+        log(f"saved {out} at step {done}")
+
     with open(work / "loss.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["step", "loss", "lr", "seconds"])
-        for step in range(cfg.unet_steps):
-            lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+
+        def flush() -> None:
+            # One device→host copy per flush, not one per step: the GPU stays ahead.
+            if pending:
+                values = torch.stack([v for _, v, _ in pending]).float().cpu().tolist()
+                for (s, _, lr_s), v in zip(pending, values, strict=True):
+                    w.writerow([s, f"{v:.5f}", f"{lr_s:.6f}", f"{time.time() - t0:.1f}"])
+                pending.clear()
+                f.flush()
+
+        step = 0
+        while step < total:
+            if time_budget is not None and step == probe:
+                rate = (time.time() - t0) / probe
+                total = max(probe, probe + int((time_budget - (time.time() - t0)) / rate))
+                log(f"{rate * 1000:.1f} ms/step: {total} steps fit in {time_budget:.0f} s")
+            lr = cfg.lr * lr_factor(step, total, cfg.warmup, cfg.lr_final)
             for g in opt.param_groups:
                 g["lr"] = lr * g["mult"]
             idx = rng.integers(0, len(scenes), cfg.batch)
             flip = rng.random(cfg.batch) < 0.5
-            x0 = latents[idx].clone()
-            x0[flip] = x0[flip].flip(-1)
             crng = random.Random(int(rng.integers(2**62)))
             prompts = [
                 ""
@@ -392,42 +527,40 @@ def train(
                 else caption(flipped(scenes[i]) if fl else scenes[i], crng)
                 for i, fl in zip(idx, flip, strict=True)
             ]
-            ids = torch.from_numpy(tokenizer.encode(prompts).ids.astype(np.int64))
-            noise = torch.randn(x0.shape, generator=gen)
-            noise += cfg.offset_noise * torch.randn((x0.shape[0], x0.shape[1], 1, 1), generator=gen)
-            t = torch.randint(0, len(alphas), (cfg.batch,), generator=gen)
+            ids = torch.from_numpy(tokenizer.encode(prompts).ids.astype(np.int64)).to(dev)
+            x0 = latents[torch.from_numpy(idx).to(dev)]
+            fl = torch.from_numpy(flip).to(dev).view(-1, 1, 1, 1)
+            x0 = torch.where(fl, x0.flip(-1), x0)
+            noise = torch.randn(x0.shape, generator=gen, device=dev)
+            offset = torch.randn((x0.shape[0], x0.shape[1], 1, 1), generator=gen, device=dev)
+            noise = noise + cfg.offset_noise * offset
+            t = torch.randint(0, len(alphas), (cfg.batch,), generator=gen, device=dev)
             a = alphas[t].view(-1, 1, 1, 1)
             xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-            context = text(ids).last_hidden_state
-            eps = unet(xt, t, context).sample
-            per = ((eps - noise) ** 2).mean(dim=(1, 2, 3))
+            with _autocast(dev):
+                context = text(ids).last_hidden_state
+                eps = unet(xt, t, context).sample
+            per = ((eps.float() - noise) ** 2).mean(dim=(1, 2, 3))
             loss = (per * weights[t]).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             ema.update(step)
-            loss_value = loss.item()
-            w.writerow([step, f"{loss_value:.5f}", f"{lr:.6f}", f"{time.time() - t0:.1f}"])
-            done = step + 1
-            if step % 10 == 0:
-                f.flush()
+            pending.append((step, loss.detach(), lr))
+            step += 1
+            if step % 50 == 0 or step == total:
+                flush()
+                rows = list(csv.DictReader((work / "loss.csv").open()))[-10:]
+                recent = sum(float(r["loss"]) for r in rows) / max(1, len(rows))
                 log(
-                    f"unet step {step} loss {loss_value:.4f} ({(time.time() - t0) / done:.2f} s/step)"
+                    f"unet step {step}/{total} loss {recent:.4f} ({(time.time() - t0) / step:.3f} s/step)"
                 )
-            if done % cfg.save_every == 0 or done == cfg.unet_steps:
-                meta = {
-                    "steps": done,
-                    "final_loss_ema100": _tail_mean(work / "loss.csv", f),
-                    "unet_seconds": round(time.time() - t0, 1),
-                    "vae_seconds": round(vae_seconds, 1),
-                    "total_seconds": round(time.time() - started, 1),
-                    "parameters": sizes,
-                    "vocab_size": vocab_size,
-                    "scaling_factor": scale,
-                }
-                save(out, cfg, vae, ema.shadow[0], ema.shadow[1], tok_dir, meta)
-                log(f"saved {out} at step {done}")
+            if step % cfg.save_every == 0 and step < total:
+                flush()
+                snapshot(step, f)
+        flush()
+        snapshot(total, f)
     return meta
 
 
@@ -437,6 +570,15 @@ def _tail_mean(path: Path, f, n: int = 100) -> float:  # noqa: ANN001
     return round(sum(float(r["loss"]) for r in rows) / max(1, len(rows)), 5)
 
 
+def _parse(kind: str):  # noqa: ANN202
+    """The argparse type of a TrainConfig field: ints, floats and int tuples ("32,64,128")."""
+    if kind == "tuple[int, ...]":
+        return lambda text: tuple(int(v) for v in text.split(","))
+    return {"int": int, "float": float, "bool": lambda text: text.lower() in ("1", "true", "yes")}[
+        kind
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("edgegen/defaultmodel/weights"))
@@ -444,9 +586,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tiny", action="store_true", help="a few-second smoke run")
     ap.add_argument("--resume", type=Path, default=None, help="continue from a saved folder")
     ap.add_argument("--resume-text", action="store_true", help="keep its text encoder too")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--vae", type=Path, default=None, help="take the VAE from this folder")
+    ap.add_argument("--latents", type=Path, default=None, help="that VAE's latents.pt")
+    ap.add_argument("--time-budget", type=float, default=None, help="seconds of UNet training")
+    ap.add_argument("--vae-time-budget", type=float, default=None, help="at most this long")
     for fld in fields(TrainConfig):
-        if fld.type in ("int", "float"):
-            ap.add_argument("--" + fld.name.replace("_", "-"), type=eval(fld.type), default=None)
+        ap.add_argument("--" + fld.name.replace("_", "-"), type=_parse(fld.type), default=None)
     args = ap.parse_args(argv)
     cfg = tiny_config() if args.tiny else TrainConfig()
     overrides = {
@@ -456,7 +602,18 @@ def main(argv: list[str] | None = None) -> None:
     }
     cfg = replace(cfg, **overrides)
     log(f"config {asdict(cfg)}")
-    summary = train(cfg, args.out, args.work, args.resume, args.resume_text)
+    summary = train(
+        cfg,
+        args.out,
+        args.work,
+        args.resume,
+        args.resume_text,
+        device=args.device,
+        vae_from=args.vae,
+        latents_from=args.latents,
+        time_budget=args.time_budget,
+        vae_time_budget=args.vae_time_budget,
+    )
     log(f"done: {summary}")
 
 
