@@ -20,12 +20,14 @@ time with it; an Intel Sapphire Rapids machine already got SkylakeX, so nothing 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import os
 import sys
 import sysconfig
-from collections.abc import Mapping, MutableMapping
+import threading
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 
 ENV_VAR = "EDGEGEN_BLAS"
@@ -160,3 +162,45 @@ def load() -> BlasInfo:
         path = _try(choice)
         _state = BlasInfo("custom" if path else "reference", path, f"{ENV_VAR}={choice}")
     return _state
+
+
+_threads_lock = threading.Lock()
+_threads_depth = 0
+_threads_saved = 0
+
+
+def _thread_controls() -> tuple[Callable[[], int], Callable[[int], None]] | None:
+    if _state is None or _state.path is None or _state.name not in {"openblas", "custom"}:
+        return None
+    try:
+        lib = ctypes.CDLL(_state.path)
+        return lib.openblas_get_num_threads, lib.openblas_set_num_threads
+    except (OSError, AttributeError):
+        return None
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """Inside, OpenBLAS runs each call in the calling thread (its pool is restored after).
+
+    For callers that run several MLX streams at once, one per core: there, OpenBLAS's own
+    threads would only compete for the same cores. With any other BLAS this does nothing.
+    """
+    global _threads_depth, _threads_saved
+    controls = _thread_controls()
+    if controls is None:
+        yield
+        return
+    get, set_ = controls
+    with _threads_lock:
+        if _threads_depth == 0:
+            _threads_saved = get()
+            set_(1)
+        _threads_depth += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_depth -= 1
+            if _threads_depth == 0:
+                set_(_threads_saved)

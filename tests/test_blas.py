@@ -42,3 +42,26 @@ def test_loaded_openblas_reports_its_kernels_and_keeps_the_users_choice():
     assert core
     if os.uname().machine == "x86_64":
         assert _core_in_subprocess({"OPENBLAS_CORETYPE": "Haswell"}) == ["Haswell", "Haswell"]
+
+
+def test_single_threaded_restores_openblas_threads():
+    code = (
+        "import ctypes, edgegen\n"
+        "from edgegen import _blas\n"
+        "if edgegen.BLAS.name != 'openblas':\n"
+        "    print('skip'); raise SystemExit\n"
+        "lib = ctypes.CDLL(edgegen.BLAS.path)\n"
+        "lib.openblas_set_num_threads(2)\n"
+        "with _blas.single_threaded():\n"
+        "    with _blas.single_threaded():\n"
+        "        inner = lib.openblas_get_num_threads()\n"
+        "    middle = lib.openblas_get_num_threads()\n"
+        "print(inner, middle, lib.openblas_get_num_threads())\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "2"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    if out == ["skip"]:
+        pytest.skip("OpenBLAS is not the loaded BLAS")
+    assert out == ["1", "1", "2"]
