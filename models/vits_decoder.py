@@ -66,13 +66,17 @@ class _ResBlock(nn.Module):
         """Samples of context each side that the whole block needs."""
         return sum(c.half_width for unit in self.units() for c in unit)
 
-    def span(self, x: mx.array, start: int, end: int, total: int) -> tuple[mx.array, int, int]:
+    def span(
+        self, x: mx.array, start: int, end: int, total: int, x_act: mx.array | None = None
+    ) -> tuple[mx.array, int, int]:
         """Run on ``x`` = samples [start, end) of a ``total``-sample signal (T, C); returns the
         exactly computed part and its range: each conv shrinks the range by its half width,
-        except at the signal's true ends, where it zero-pads as the untiled conv does."""
-        for unit in self.units():
+        except at the signal's true ends, where it zero-pads as the untiled conv does.
+        ``x_act``, if given, is the activated ``x`` (the blocks of a stage share it)."""
+        for n, unit in enumerate(self.units()):
             h, s, e = x, start, end
             for i, conv in enumerate(unit):
+                shared = n == 0 and i == 0 and x_act is not None
                 p = conv.half_width
                 s2 = s if s == 0 else s + p
                 e2 = e if e == total else e - p
@@ -80,7 +84,7 @@ class _ResBlock(nn.Module):
                 if i == len(unit) - 1:  # the unit's input, cut to the output range
                     res = x[s2 - start : e2 - start]
                 h = conv.taps(
-                    _leaky(h),
+                    x_act if shared else _leaky(h),
                     p if s == 0 else 0,
                     p if e == total else 0,
                     residual=res,
@@ -189,9 +193,10 @@ class Generator(nn.Module):
                 a2, b2 = max(a - extra, 0), min(b + extra, total)  # what ``post`` reads
                 start, end = max(a2 - halo, 0), min(b2 + halo, total)
                 u = up.span(x, start, end, weights, activation=_leaky)
+                u_act = _leaky(u)
                 acc = None
                 for block in blocks:
-                    y, s, _ = block.span(u, start, end, total)
+                    y, s, _ = block.span(u, start, end, total, u_act)
                     y = y[a2 - s : b2 - s]
                     acc = y if acc is None else acc + y
                 y = acc * scale
