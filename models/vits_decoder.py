@@ -39,6 +39,8 @@ _local = threading.local()  # MLX streams belong to the thread that made them
 _leaky = mx.compile(lambda x: mx.maximum(x, LRELU_SLOPE * x))
 # The last activation uses PyTorch's default slope (0.01), not LRELU_SLOPE.
 _leaky_post = mx.compile(lambda x: mx.maximum(x, 0.01 * x))
+# The mean of a stage's residual blocks in one pass.
+_mean = mx.compile(lambda *ys: sum(ys[1:], ys[0]) * (1.0 / len(ys)))
 
 
 def tile_streams() -> list[mx.Stream]:
@@ -184,7 +186,6 @@ class Generator(nn.Module):
         # Short signals are cut into at least one tile per stream.
         per_stream = -(-total // max(len(streams), 1))
         tile = max(min(TILE_ELEMENTS // c_out, per_stream), 256)
-        scale = 1.0 / len(blocks)
         tiles = []
         for n, a in enumerate(range(0, total, tile)):
             place = mx.stream(streams[n % len(streams)]) if streams else contextlib.nullcontext()
@@ -194,12 +195,11 @@ class Generator(nn.Module):
                 start, end = max(a2 - halo, 0), min(b2 + halo, total)
                 u = up.span(x, start, end, weights, activation=_leaky)
                 u_act = _leaky(u)
-                acc = None
+                outs = []
                 for block in blocks:
                     y, s, _ = block.span(u, start, end, total, u_act)
-                    y = y[a2 - s : b2 - s]
-                    acc = y if acc is None else acc + y
-                y = acc * scale
+                    outs.append(y[a2 - s : b2 - s])
+                y = _mean(*outs)
                 if post is not None:
                     pl = post.half_width if a2 == 0 else 0
                     pr = post.half_width if b2 == total else 0
