@@ -25,7 +25,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +220,12 @@ def open_source(src: str | Path, **checkpoint_options: Any) -> SourceModel:
         return open_checkpoint(path, **checkpoint_options)
     if checkpoint_options.get("config_from") is not None:
         raise UsageError("--config-from applies to single-file checkpoints only")
+    from edgegen import defaultmodel
+
+    if str(src) in defaultmodel.ALIASES or path.resolve() == defaultmodel.path().resolve():
+        # The built-in model, by its alias or its folder: named as everywhere else.
+        source = open_diffusers_source(defaultmodel.path())
+        return replace(source, name=defaultmodel.DEFAULT_MODEL_NAME)
     return open_diffusers_source(resolve(src))
 
 

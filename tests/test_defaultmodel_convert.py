@@ -85,13 +85,18 @@ def test_8bit_artifact_matches_the_unconverted_model(folder, reference):
 
 
 def test_edgegen_convert_accepts_the_default_model(folder):
-    args = ["convert", str(folder), "--to", "mlx", "-q", "8", "--name", "default-q8"]
+    # By its alias, as a user would type it; it gets the name the default model has everywhere.
+    args = ["convert", "default", "--to", "mlx", "-q", "8"]
     args += ["--check-steps", "1", "--min-psnr", str(THRESHOLDS[8])]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    assert "default-q8" in result.output and "quality: PSNR" in result.output
-    path = store.models_dir() / "default-q8"
+    name = f"{defaultmodel.DEFAULT_MODEL_NAME}-q8"
+    assert name in result.output and "quality: PSNR" in result.output
+    path = store.models_dir() / name
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["conversion"]["quantize"] == 8 and manifest["quality"]["passed"]
     # The artifact is usable by name, like any converted model.
-    assert open_model("default-q8").family == manifest["family"]
+    assert open_model(name).family == manifest["family"]
+    # By its folder, it is the same model under the same name (already converted: up to date).
+    again = CliRunner().invoke(cli, ["convert", str(folder), "--to", "mlx", "-q", "8"])
+    assert again.exit_code == 0 and name in again.output, again.output

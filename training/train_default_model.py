@@ -435,6 +435,10 @@ def train(
         vae = AutoencoderKL.from_pretrained(_vae_folder(vae_from), torch_dtype=torch.float32)
         log(f"VAE from {vae_from}")
     vae, unet, text = vae.to(dev), unet.to(dev), text.to(dev)
+    sizes = {  # again: a resumed or borrowed model may differ from ``cfg``
+        k: sum(p.numel() for p in m.parameters())
+        for k, m in (("vae", vae), ("unet", unet), ("text_encoder", text))
+    }
     if resume is None and vae_from is None:
         vae.train()
         cfg = replace(cfg, vae_steps=train_vae(cfg, vae, pixels, work, dev, vae_time_budget))

@@ -39,7 +39,8 @@ def doctor(bench: bool) -> None:
     table.add_row("mlx", mx.__version__)
     table.add_row("device", str(mx.default_device()))
     blas = edgegen.BLAS
-    table.add_row("blas", f"{blas.name} ({blas.path or blas.reason})")
+    core = f" [{blas.core}]" if getattr(blas, "core", None) else ""
+    table.add_row("blas", f"{blas.name}{core} ({blas.path or blas.reason})")
     if bench:
         gflops = sgemm_gflops()
         verdict = "ok" if gflops > 30 else "slow: install libopenblas0-pthread (see README)"
