@@ -180,11 +180,11 @@ def test_shipped_model_same_seed_same_image_and_seeds_differ():
     assert np.abs(a.astype(int) - c.astype(int)).mean() > 2
 
 
-# Issue 5 asks for ≥ 80 % agreement; the shipped model (trained for about an hour on a shared
-# 2-core CPU) measures far less — see docs/default-model/README.md. This test guards what it
-# does achieve: its images agree with their own prompts clearly more often than with another
-# prompt's colour and place (a model that ignored prompts would score the same on both).
-MEASURED_FLOOR = 0.1  # measured: 13 % (8/60); with another prompt's colour and place: 8 %
+# Issue 5's acceptance: ≥ 80 % of the 30 prompts × 2 seeds agree with their prompt's colour
+# and place (measured on the shipped model: 51/60 = 85 %, see docs/default-model/README.md),
+# and clearly more than the same images judged against another prompt's colour and place (a
+# model that ignored prompts would score the same on both).
+REQUIRED = 0.8
 
 
 @pytest.mark.slow
@@ -202,5 +202,5 @@ def test_shipped_model_follows_colour_and_position():
     ]
     baseline = sum(shifted) / len(shifted)
     failed = [f"{c.prompt} (seed {s})" for c, s, ok, _ in results if not ok]
-    assert rate >= MEASURED_FLOOR, f"agreement {rate:.0%}; failed: {failed}"
+    assert rate >= REQUIRED, f"agreement {rate:.0%}; failed: {failed}"
     assert rate > baseline, f"agreement {rate:.0%} vs {baseline:.0%} with other prompts"
