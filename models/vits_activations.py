@@ -8,8 +8,8 @@ they are polynomials, which ``mx.compile`` fuses into one loop that the compiler
 
 ``exp`` is the textbook range reduction: ``x = n·ln2 + r`` with ``|r| <= ln2/2`` (n rounded),
 ``exp(r)`` by its Taylor series to degree 7 (remainder below 6e-9 relative), and ``2^n``
-written into the float's exponent bits. The rest are defined through it; ``erf`` is
-Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7).
+written into the float's exponent bits. The rest are defined through it. GELU is the UNet's
+(``edgegen.models.attention.gelu``, exact erf form): the same function serves both.
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ _EXP_MAX = 88.0
 _EXP_MIN = -87.0
 _ROUND = 12582912.0  # 1.5 * 2^23
 _TAYLOR = [1.0 / math.factorial(k) for k in range(8)]
-# erf(z) ~= 1 - (a1 t + ... + a5 t^5) exp(-z^2), t = 1 / (1 + p z), z >= 0 (A&S 7.1.26).
-_ERF_P = 0.3275911
-_ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
 def _exp(x: mx.array) -> mx.array:
@@ -54,24 +51,11 @@ def _tanh(x: mx.array) -> mx.array:
     return 1.0 - 2.0 / (1.0 + _exp(2.0 * x))
 
 
-def _gelu(x: mx.array) -> mx.array:
-    """x·Φ(x) with the exact (erf) definition, as PyTorch's default GELU."""
-    z = mx.abs(x) * (1.0 / math.sqrt(2.0))
-    t = 1.0 / (1.0 + _ERF_P * z)
-    q = _ERF_A[4]
-    for a in reversed(_ERF_A[:4]):
-        q = q * t + a
-    tail = q * t * _exp(-z * z)  # 1 - erf(z)
-    erf = mx.where(x >= 0, 1.0 - tail, tail - 1.0)
-    return 0.5 * x * (1.0 + erf)
-
-
 # Not ``shapeless``: MLX cannot infer the shape of the bit-cast view that way. A new length
 # re-traces in well under a millisecond; the generated loop is cached by graph, not shape.
 exp = mx.compile(_exp)
 sigmoid = mx.compile(_sigmoid)
 tanh = mx.compile(_tanh)
-gelu = mx.compile(_gelu)
 # The WaveNet gate of the flow: tanh(a) · sigmoid(b), one pass.
 gated_tanh = mx.compile(lambda a, b: _tanh(a) * _sigmoid(b))
 _shifted_exp = mx.compile(lambda x, m: _exp(x - m))
