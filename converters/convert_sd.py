@@ -222,7 +222,7 @@ def open_source(src: str | Path, **checkpoint_options: Any) -> SourceModel:
         raise UsageError("--config-from applies to single-file checkpoints only")
     from edgegen import defaultmodel
 
-    if str(src) in defaultmodel.ALIASES or path.resolve() == defaultmodel.path().resolve():
+    if str(src) in defaultmodel.ALIASES or path.resolve() == defaultmodel.FOLDER:
         # The built-in model, by its alias or its folder: named as everywhere else.
         source = open_diffusers_source(defaultmodel.path())
         return replace(source, name=defaultmodel.DEFAULT_MODEL_NAME)

@@ -504,14 +504,17 @@ def train(
         w = csv.writer(f)
         w.writerow(["step", "loss", "lr", "seconds"])
 
-        def flush() -> None:
-            # One device→host copy per flush, not one per step: the GPU stays ahead.
-            if pending:
-                values = torch.stack([v for _, v, _ in pending]).float().cpu().tolist()
-                for (s, _, lr_s), v in zip(pending, values, strict=True):
-                    w.writerow([s, f"{v:.5f}", f"{lr_s:.6f}", f"{time.time() - t0:.1f}"])
-                pending.clear()
-                f.flush()
+        def flush() -> list[float]:
+            """Write the pending losses; returns them. One device→host copy per flush, not
+            one per step: the GPU stays ahead."""
+            if not pending:
+                return []
+            values = torch.stack([v for _, v, _ in pending]).float().cpu().tolist()
+            for (s, _, lr_s), v in zip(pending, values, strict=True):
+                w.writerow([s, f"{v:.5f}", f"{lr_s:.6f}", f"{time.time() - t0:.1f}"])
+            pending.clear()
+            f.flush()
+            return values
 
         step = 0
         while step < total:
@@ -554,9 +557,8 @@ def train(
             pending.append((step, loss.detach(), lr))
             step += 1
             if step % 50 == 0 or step == total:
-                flush()
-                rows = list(csv.DictReader((work / "loss.csv").open()))[-10:]
-                recent = sum(float(r["loss"]) for r in rows) / max(1, len(rows))
+                recent = flush()[-10:]
+                recent = sum(recent) / max(1, len(recent))
                 log(
                     f"unet step {step}/{total} loss {recent:.4f} ({(time.time() - t0) / step:.3f} s/step)"
                 )

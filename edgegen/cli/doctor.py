@@ -39,7 +39,7 @@ def doctor(bench: bool) -> None:
     table.add_row("mlx", mx.__version__)
     table.add_row("device", str(mx.default_device()))
     blas = edgegen.BLAS
-    core = f" [{blas.core}]" if getattr(blas, "core", None) else ""
+    core = f" [{blas.core}]" if blas.core else ""
     table.add_row("blas", f"{blas.name}{core} ({blas.path or blas.reason})")
     if bench:
         gflops = sgemm_gflops()

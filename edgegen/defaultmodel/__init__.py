@@ -15,11 +15,13 @@ from edgegen.errors import ModelNotFoundError
 DEFAULT_MODEL_NAME = "edgegen-default"
 # The names that mean "the built-in model" wherever a --model is accepted.
 ALIASES = ("default", DEFAULT_MODEL_NAME)
+# Where the weights ship; :func:`path` also checks that they are there.
+FOLDER = Path(__file__).resolve().parent / "weights"
 
 
 def path() -> Path:
     """The diffusers folder of the default model (inside the installed package)."""
-    folder = Path(__file__).resolve().parent / "weights"
+    folder = FOLDER
     if not (folder / "model_index.json").is_file():
         raise ModelNotFoundError(
             f"the default model is missing from {str(folder)!r}; reinstall edgegen or pass "
