@@ -14,47 +14,10 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from edgegen.models.blocks import GroupNorm
+from edgegen.models.fastmath import at_least, at_most, clamp32, exp32
 
-# MLX's CPU build on x86 evaluates exp/sigmoid/erf through std::fma without hardware FMA
-# (a slow library call): mx.exp runs at ~0.1 G elements/s here, and softmax over the 4096-token
-# self-attention (16 × 4096 × 4096 scores a layer) took 4 s. The functions below use only
-# multiply/add/select, which mx.compile fuses into one loop the compiler vectorises (~30×
-# faster). exp(x) = exp(x/32)^32: a degree-7 polynomial on [-1, 1] (relative error 8e-10) and
-# five squarings; end to end within 1e-5 relative in fp32 on [-32, 32].
-_EXP_COEFFS = (
-    1.0,
-    0.9999999403953552,
-    0.4999983012676239,
-    0.16665375232696533,
-    0.041617922484874725,
-    0.008231459185481071,
-    0.0012677599443122745,
-    0.000119406460726168,
-)
-
-
-def _exp32(x: mx.array) -> mx.array:
-    """exp(x) for x in [-32, 32]; callers clamp (beyond it the result only needs to be tiny or
-    huge, never exact)."""
-    r = x * (1.0 / 32.0)
-    p = _EXP_COEFFS[-1]
-    for c in _EXP_COEFFS[-2::-1]:
-        p = p * r + c
-    for _ in range(5):
-        p = p * p
-    return p
-
-
-def _at_least(x: mx.array, lo: float) -> mx.array:
-    # max(x, lo) without a branch: mx.maximum's NaN test and mx.where's select both keep the
-    # fused loop scalar, and a select on data-dependent signs mispredicts half the time.
-    d = x - lo
-    return 0.5 * (d + mx.abs(d)) + lo
-
-
-def _at_most(x: mx.array, hi: float) -> mx.array:
-    d = hi - x
-    return hi - 0.5 * (d + mx.abs(d))
+# exp, sigmoid and erf are built from edgegen.models.fastmath's branch-free exp so that
+# mx.compile fuses each into one vectorised loop (MLX's own are slow library calls on x86).
 
 
 @mx.compile
@@ -62,13 +25,13 @@ def _softmax_numerator(shifted: mx.array) -> mx.array:
     # exp(s - max) for s - max <= 0; below -32 a weight (< 1.3e-14 of the row's largest) is as
     # good as zero, so clamping there only keeps the polynomial in range. The shift happens
     # outside: a broadcast input would push the fused loop onto MLX's slow strided path.
-    return _exp32(_at_least(shifted, -32.0))
+    return exp32(at_least(shifted, -32.0))
 
 
 @mx.compile
 def silu(x: mx.array) -> mx.array:
     """x · sigmoid(x) = x / (1 + exp(-x)); past |x| = 32 exp's clamp changes nothing in fp32."""
-    return x / (1.0 + _exp32(_at_most(_at_least(-x, -32.0), 32.0)))
+    return x / (1.0 + exp32(clamp32(-x)))
 
 
 def _gelu(x: mx.array) -> mx.array:
@@ -80,7 +43,7 @@ def _gelu(x: mx.array) -> mx.array:
     q = t * (
         0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
     )
-    tail = q * _exp32(-_at_most(z * z, 32.0))  # 1 - erf(|x|/√2)
+    tail = q * exp32(-at_most(z * z, 32.0))  # 1 - erf(|x|/√2)
     # gelu(x) = x/2 · (1 + sign(x)·erf(|x|/√2)) = (x + |x|·(1 - tail)) / 2: no select needed.
     return 0.5 * (x + a * (1.0 - tail))
 
