@@ -1,3 +1,4 @@
 from edgegen.cli import main
 
-main()
+if __name__ == "__main__":  # helper processes (spawn) import this module without running it
+    main()

@@ -219,7 +219,7 @@ class Vits(nn.Module):
         mx.eval(w, m_p, logs_p)
         return np.array(w, dtype=np.int64), m_p, logs_p, g
 
-    def decode(
+    def latents(
         self,
         frames: np.ndarray,
         m_p: mx.array,
@@ -228,7 +228,8 @@ class Vits(nn.Module):
         key: mx.array | None,
         g: mx.array | None = None,
     ) -> mx.array:
-        """Expand per-phoneme priors to frames, sample, run the flow back and vocode."""
+        """Expand per-phoneme priors to frames, sample, and run the flow back: the decoder's
+        input, channels-last (frames, C)."""
         total = int(frames.sum())
         if total < 1:  # upstream clamps the output length to at least one frame
             frames = frames.copy()
@@ -238,8 +239,40 @@ class Vits(nn.Module):
         if noise_scale != 0:
             logs = mx.take(logs_p, idx, axis=1)
             m = m + mx.random.normal(m.shape, key=key) * exp(logs) * noise_scale
-        z = self.flow.reverse(m, g)
-        return self.dec(z.T, g)
+        return self.flow.reverse(m, g).T
+
+    def prepare(
+        self,
+        ids: list[int] | np.ndarray,
+        noise_scale: float = 0.667,
+        length_scale: float = 1.0,
+        noise_w: float = 0.8,
+        speaker: int | None = None,
+        seed: int | None = 0,
+    ) -> Prepared:
+        """Everything before the decoder, evaluated: durations and the decoder's input."""
+        key = mx.random.key(seed) if seed is not None else None
+        k1, k2 = mx.random.split(key) if key is not None else (None, None)
+        ids_arr = mx.array(np.asarray(ids, dtype=np.int32))
+        frames, m_p, logs_p, g = self.durations(ids_arr, length_scale, noise_w, k1, speaker)
+        z = self.latents(frames, m_p, logs_p, noise_scale, k2, g)
+        mx.eval(z, *([g] if g is not None else []))
+        return Prepared(frames, z, g)
+
+    def vocode(
+        self, z: mx.array, g: mx.array | None = None, start: int = 0, end: int | None = None
+    ) -> np.ndarray:
+        """The waveform of frames ``[start, end)`` of ``z`` (frames, C), decoding only those
+        frames and their context (``Generator.context_frames``): chunks decoded this way
+        join into exactly the whole decode."""
+        total = z.shape[0]
+        end = total if end is None else end
+        c = self.dec.context_frames
+        a, b = max(start - c, 0), min(end + c, total)
+        hop = self.config.hop_length
+        y = self.dec(z[a:b], g)[(start - a) * hop : (end - a) * hop]
+        mx.eval(y)
+        return np.array(y, dtype=np.float32)
 
     def synthesize(
         self,
@@ -251,15 +284,20 @@ class Vits(nn.Module):
         seed: int | None = 0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Phoneme ids -> (float32 waveform, per-id duration in frames of ``hop_length``)."""
-        key = mx.random.key(seed) if seed is not None else None
-        k1, k2 = mx.random.split(key) if key is not None else (None, None)
-        ids_arr = mx.array(np.asarray(ids, dtype=np.int32))
-        frames, m_p, logs_p, g = self.durations(ids_arr, length_scale, noise_w, k1, speaker)
-        audio = self.decode(frames, m_p, logs_p, noise_scale, k2, g)
-        return np.array(audio, dtype=np.float32), frames
+        p = self.prepare(ids, noise_scale, length_scale, noise_w, speaker, seed)
+        return self.vocode(p.z, p.g), p.frames
 
     def _speaker(self, speaker: int | None) -> mx.array | None:
         if self.config.n_speakers <= 1:
             return None
         sid = 0 if speaker is None else speaker
         return self.emb_g(mx.array([sid]))[0][:, None]
+
+
+@dataclass
+class Prepared:
+    """What :meth:`Vits.prepare` hands the decoder."""
+
+    frames: np.ndarray  # each phoneme id's duration, in frames of hop_length samples
+    z: mx.array  # decoder input (frames, C), evaluated
+    g: mx.array | None  # speaker embedding, evaluated (multi-speaker voices)

@@ -7,23 +7,18 @@ element-wise passes would stream that through memory; a tile of ``TILE_ELEMENTS`
 cache for the whole stack, and only each stage's output is ever whole. Each tile computes
 ``halo`` extra samples of context, so the result equals the untiled one (same sums, same order).
 
-Tiles are independent, so on the CPU they are spread over one MLX stream per core, which run
-at the same time, with OpenBLAS single-threaded meanwhile: its GEMMs here have only 32-128
-channels and gained little from a second thread (a 8192x32x32 GEMM ran at 63-77 GFLOP/s on two
-threads, 73-78 on one), while each stream also runs its tiles' element-wise passes. The
-decoder therefore evaluates its result before returning.
+Parallelism is not done here: the speech pipeline decodes sentences (or, for the last one,
+time chunks of it, see :meth:`Generator.context_frames`) on several CPU lanes at once
+(``edgegen.models.lanes``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
+import math
 
 import mlx.core as mx
 import mlx.nn as nn
 
-from edgegen import _blas
 from edgegen.models.vits_activations import tanh
 from edgegen.models.vits_layers import Conv1d, ConvTranspose1d
 
@@ -31,30 +26,12 @@ LRELU_SLOPE = 0.1
 # Time-tile size in elements (samples x channels): 1 MB of float32, about one core's L2. A/B on
 # the joe decoder: 2^18 and 2^19 took ~25% less CPU than untiled; smaller tiles add per-op cost.
 TILE_ELEMENTS = 1 << 18
-MAX_STREAMS = 8  # tile streams at most, one per core
-
-_local = threading.local()  # MLX streams belong to the thread that made them
-
 # Fused into one pass each (instead of a multiply and a maximum).
 _leaky = mx.compile(lambda x: mx.maximum(x, LRELU_SLOPE * x))
 # The last activation uses PyTorch's default slope (0.01), not LRELU_SLOPE.
 _leaky_post = mx.compile(lambda x: mx.maximum(x, 0.01 * x))
 # The mean of a stage's residual blocks in one pass.
 _mean = mx.compile(lambda *ys: sum(ys[1:], ys[0]) * (1.0 / len(ys)))
-
-
-def tile_streams() -> list[mx.Stream]:
-    """This thread's CPU streams for decoder tiles: one per usable core, none on one core or
-    when MLX computes on a GPU (there one stream already fills the device)."""
-    if mx.default_device() != mx.cpu:
-        return []
-    streams = getattr(_local, "streams", None)
-    if streams is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        n = min(cores or 1, MAX_STREAMS)
-        streams = [mx.new_stream(mx.cpu) for _ in range(n)] if n > 1 else []
-        _local.streams = streams
-    return streams
 
 
 class _ResBlock(nn.Module):
@@ -152,8 +129,7 @@ class Generator(nn.Module):
             self.cond = Conv1d(gin_channels, upsample_initial_channel, 1)
 
     def __call__(self, x: mx.array, g: mx.array | None = None) -> mx.array:
-        """Latent frames, channels-last (T, C) -> waveform (T * hop,), evaluated."""
-        streams = tile_streams()
+        """Latent frames, channels-last (T, C) -> waveform (T * hop,), lazy."""
         pre = self.conv_pre
         x = pre.taps(x, pre.half_width, pre.half_width)
         if g is not None:
@@ -162,11 +138,27 @@ class Generator(nn.Module):
         for i, up in enumerate(self.ups):
             blocks = self.resblocks[i * nk : (i + 1) * nk]
             post = self.conv_post if i == len(self.ups) - 1 else None
-            x = self._stage(x, up, blocks, post, streams)
-        y = x[:, 0]
-        with _blas.single_threaded() if len(streams) > 1 else contextlib.nullcontext():
-            mx.eval(y)
-        return y
+            x = self._stage(x, up, blocks, post)
+        return x[:, 0]
+
+    @property
+    def context_frames(self) -> int:
+        """Input frames each side that an output sample can depend on (an upper bound).
+
+        Decoding frames ``[a - c, b + c)`` and keeping the samples of ``[a, b)`` gives what
+        decoding the whole input would give there, so a long input can be decoded in chunks.
+        Walks back from the output: each stage's residual-block (and output conv) context in
+        its own samples, then through the upsampling to its input frames.
+        """
+        nk = self.num_kernels
+        samples = self.conv_post.half_width
+        for i in reversed(range(len(self.ups))):
+            up = self.ups[i]
+            blocks = self.resblocks[i * nk : (i + 1) * nk]
+            samples += max(b.halo for b in blocks)
+            stride, kernel = up.stride, up.weight.shape[1]
+            samples = math.ceil(samples / stride) + math.ceil(kernel / stride) + 1
+        return samples + self.conv_pre.half_width
 
     def _stage(
         self,
@@ -174,7 +166,6 @@ class Generator(nn.Module):
         up: ConvTranspose1d,
         blocks: list[_ResBlock],
         post: Conv1d | None,
-        streams: list[mx.Stream],
     ) -> mx.array:
         """Upsample, then the mean of the residual blocks (then ``post`` and tanh, on the last
         stage), one time tile at a time: only the stage's output is ever whole in memory."""
@@ -183,26 +174,23 @@ class Generator(nn.Module):
         weights = up.phase_weights()
         halo = max(b.halo for b in blocks)
         extra = post.half_width if post is not None else 0
-        # Short signals are cut into at least one tile per stream.
-        per_stream = -(-total // max(len(streams), 1))
-        tile = max(min(TILE_ELEMENTS // c_out, per_stream), 256)
+        tile = max(TILE_ELEMENTS // c_out, 256)
         tiles = []
-        for n, a in enumerate(range(0, total, tile)):
-            place = mx.stream(streams[n % len(streams)]) if streams else contextlib.nullcontext()
-            with place:
-                b = min(a + tile, total)
-                a2, b2 = max(a - extra, 0), min(b + extra, total)  # what ``post`` reads
-                start, end = max(a2 - halo, 0), min(b2 + halo, total)
-                u = up.span(x, start, end, weights, activation=_leaky)
-                u_act = _leaky(u)
-                outs = []
-                for block in blocks:
-                    y, s, _ = block.span(u, start, end, total, u_act)
-                    outs.append(y[a2 - s : b2 - s])
-                y = _mean(*outs)
-                if post is not None:
-                    pl = post.half_width if a2 == 0 else 0
-                    pr = post.half_width if b2 == total else 0
-                    y = tanh(post.taps(_leaky_post(y), pl, pr))
-                tiles.append(y)
+        for a in range(0, total, tile):
+            b = min(a + tile, total)
+            a2, b2 = max(a - extra, 0), min(b + extra, total)  # what ``post`` reads
+            start, end = max(a2 - halo, 0), min(b2 + halo, total)
+            u = up.span(x, start, end, weights, activation=_leaky)
+            u_act = _leaky(u)
+            outs = []
+            for block in blocks:
+                y, s, _ = block.span(u, start, end, total, u_act)
+                outs.append(y[a2 - s : b2 - s])
+            y = _mean(*outs)
+            if post is not None:
+                pl = post.half_width if a2 == 0 else 0
+                pr = post.half_width if b2 == total else 0
+                y = tanh(post.taps(_leaky_post(y), pl, pr))
+            mx.async_eval(y)
+            tiles.append(y)
         return tiles[0] if len(tiles) == 1 else mx.concatenate(tiles, axis=0)

