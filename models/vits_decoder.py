@@ -30,8 +30,8 @@ TILE_ELEMENTS = 1 << 18
 _leaky = mx.compile(lambda x: mx.maximum(x, LRELU_SLOPE * x))
 # The last activation uses PyTorch's default slope (0.01), not LRELU_SLOPE.
 _leaky_post = mx.compile(lambda x: mx.maximum(x, 0.01 * x))
-# The mean of a stage's residual blocks in one pass.
-_mean = mx.compile(lambda *ys: sum(ys[1:], ys[0]) * (1.0 / len(ys)))
+# The mean of a stage's residual blocks' last inputs plus their mean bias, in one pass.
+_mean = mx.compile(lambda bias, *ys: sum(ys[1:], ys[0]) * (1.0 / len(ys)) + bias)
 
 
 class _ResBlock(nn.Module):
@@ -53,24 +53,46 @@ class _ResBlock(nn.Module):
         except at the signal's true ends, where it zero-pads as the untiled conv does.
         ``x_act``, if given, is the activated ``x`` (the blocks of a stage share it)."""
         for n, unit in enumerate(self.units()):
-            h, s, e = x, start, end
-            for i, conv in enumerate(unit):
-                shared = n == 0 and i == 0 and x_act is not None
-                p = conv.half_width
-                s2 = s if s == 0 else s + p
-                e2 = e if e == total else e - p
-                res = None
-                if i == len(unit) - 1:  # the unit's input, cut to the output range
-                    res = x[s2 - start : e2 - start]
-                h = conv.taps(
-                    x_act if shared else _leaky(h),
-                    p if s == 0 else 0,
-                    p if e == total else 0,
-                    residual=res,
-                )
-                s, e = s2, e2
-            x, start, end = h, s, e
+            x, start, end = self._unit(unit, x, start, end, total, x_act if n == 0 else None)
         return x, start, end
+
+    def span_open(
+        self, x: mx.array, start: int, end: int, total: int, x_act: mx.array | None = None
+    ) -> tuple[mx.array, int, mx.array, int, Conv1d]:
+        """:meth:`span` up to, not including, the last conv: returns that conv's residual (the
+        last unit's input) and its start, its activated input and that input's start, and
+        the conv. A stage sums its blocks' last convs into one accumulator (see
+        ``Generator._stage``) instead of finishing each block apart."""
+        units = self.units()
+        *head, last = units
+        for n, unit in enumerate(head):
+            x, start, end = self._unit(unit, x, start, end, total, x_act if n == 0 else None)
+        h, s, e = x, start, end
+        *first, final = last
+        for i, conv in enumerate(first):
+            shared = not head and i == 0 and x_act is not None
+            p = conv.half_width
+            s2, e2 = (s if s == 0 else s + p), (e if e == total else e - p)
+            h = conv.taps(
+                x_act if shared else _leaky(h), p if s == 0 else 0, p if e == total else 0
+            )
+            s, e = s2, e2
+        shared = not head and not first and x_act is not None
+        return x, start, x_act if shared else _leaky(h), s, final
+
+    @staticmethod
+    def _unit(
+        unit: list[Conv1d], x: mx.array, start: int, end: int, total: int, x_act: mx.array | None
+    ) -> tuple[mx.array, int, int]:
+        h, s, e = x, start, end
+        for i, conv in enumerate(unit):
+            p = conv.half_width
+            s2, e2 = (s if s == 0 else s + p), (e if e == total else e - p)
+            res = x[s2 - start : e2 - start] if i == len(unit) - 1 else None
+            act = x_act if i == 0 and x_act is not None else _leaky(h)
+            h = conv.taps(act, p if s == 0 else 0, p if e == total else 0, residual=res)
+            s, e = s2, e2
+        return h, s, e
 
     def __call__(self, x: mx.array) -> mx.array:
         """Channels-last (T, C) -> (T, C), untiled."""
@@ -175,6 +197,7 @@ class Generator(nn.Module):
         halo = max(b.halo for b in blocks)
         extra = post.half_width if post is not None else 0
         tile = max(TILE_ELEMENTS // c_out, 256)
+        bias = sum(block.units()[-1][-1].bias for block in blocks) * (1.0 / len(blocks))
         tiles = []
         for a in range(0, total, tile):
             b = min(a + tile, total)
@@ -182,11 +205,13 @@ class Generator(nn.Module):
             start, end = max(a2 - halo, 0), min(b2 + halo, total)
             u = up.span(x, start, end, weights, activation=_leaky)
             u_act = _leaky(u)
-            outs = []
-            for block in blocks:
-                y, s, _ = block.span(u, start, end, total, u_act)
-                outs.append(y[a2 - s : b2 - s])
-            y = _mean(*outs)
+            # The mean of the blocks, each ending in a residual conv: the mean of the convs'
+            # inputs and biases, then every block's last conv (weights / n) added into it.
+            # Saves each block's residual pass and the separate mean over their outputs.
+            opens = [block.span_open(u, start, end, total, u_act) for block in blocks]
+            y = _mean(bias, *(r[a2 - rs : b2 - rs] for r, rs, _, _, _ in opens))
+            for _, _, act, act_start, conv in opens:
+                y = conv.accumulate(y, act, act_start, a2, b2, total, 1.0 / len(blocks))
             if post is not None:
                 pl = post.half_width if a2 == 0 else 0
                 pr = post.half_width if b2 == total else 0

@@ -45,16 +45,20 @@ class _Derived:
 
     def __init__(self) -> None:
         self.sources: tuple[mx.array, ...] = ()
+        self.key: Any = None
         self.value: Any = None
 
-    def get(self, build: Callable[..., Any], *sources: mx.array) -> Any:
-        """``build(*sources)``, evaluated, rebuilt only when a source is another array."""
-        if len(sources) != len(self.sources) or any(
-            a is not b for a, b in zip(sources, self.sources, strict=False)
+    def get(self, build: Callable[..., Any], *sources: mx.array, key: Any = None) -> Any:
+        """``build(*sources)``, evaluated; rebuilt only when a source is another array or
+        ``key`` (any other input of ``build``) changed."""
+        if (
+            key != self.key
+            or len(sources) != len(self.sources)
+            or any(a is not b for a, b in zip(sources, self.sources, strict=False))
         ):
             value = build(*sources)
             mx.eval(value)
-            self.sources, self.value = sources, value
+            self.sources, self.key, self.value = sources, key, value
         return self.value
 
 
@@ -70,10 +74,15 @@ class Conv1d(nn.Module):
             self.bias = mx.zeros((c_out,))
         self.dilation = dilation
         self._taps = _Derived()
+        self._scaled_taps = _Derived()
 
-    def tap_weights(self) -> list[mx.array]:
-        """Each tap's (C_in, C_out) matrix, for channels-last :meth:`taps`."""
-        return self._taps.get(lambda w: [w[:, j, :].T for j in range(w.shape[1])], self.weight)
+    def tap_weights(self, scale: float = 1.0) -> list[mx.array]:
+        """Each tap's (C_in, C_out) matrix times ``scale``, for channels-last :meth:`taps`."""
+        if scale == 1.0:
+            return self._taps.get(lambda w: [w[:, j, :].T for j in range(w.shape[1])], self.weight)
+        return self._scaled_taps.get(
+            lambda w: [w[:, j, :].T * scale for j in range(w.shape[1])], self.weight, key=scale
+        )
 
     def __call__(self, x: mx.array) -> mx.array:
         """Channels-first, same padding: (C_in, T) -> (C_out, T)."""
@@ -123,6 +132,29 @@ class Conv1d(nn.Module):
             part = x[j * d : j * d + length]
             y = part @ w if y is None else mx.addmm(y, part, w)
         return y
+
+    def accumulate(
+        self,
+        acc: mx.array,
+        x: mx.array,
+        x_start: int,
+        out_start: int,
+        out_end: int,
+        total: int,
+        scale: float = 1.0,
+    ) -> mx.array:
+        """``acc + scale * conv(x)`` (no bias) over output samples [out_start, out_end) of a
+        ``total``-sample signal, channels-last; ``x`` holds samples from ``x_start`` on and
+        must cover the outputs' context, except past the signal's ends (zero there)."""
+        p, d = self.half_width, self.dilation
+        lo, hi = out_start - p, out_end + p
+        rows = x[max(lo, 0) - x_start : min(hi, total) - x_start]
+        if lo < 0 or hi > total:
+            rows = mx.pad(rows, [(max(-lo, 0), max(hi - total, 0)), (0, 0)])
+        length = out_end - out_start
+        for j, w in enumerate(self.tap_weights(scale)):
+            acc = mx.addmm(acc, rows[j * d : j * d + length], w)
+        return acc
 
 
 class DepthwiseConv1d(nn.Module):

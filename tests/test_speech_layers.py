@@ -68,6 +68,19 @@ def test_conv_transpose_and_its_spans_match_reference(k, s):
         np.testing.assert_allclose(np.array(up.span(xm, a, e, weights)), want[a:e], atol=1e-4)
 
 
+def _reference_decoder(gen, z):
+    """The decoder written plainly: whole signals, each block finished, then their mean."""
+    pre, post = gen.conv_pre, gen.conv_post
+    x = pre.taps(z, pre.half_width, pre.half_width)
+    nk = gen.num_kernels
+    for i, up in enumerate(gen.ups):
+        u = up(mx.maximum(x, 0.1 * x))
+        blocks = gen.resblocks[i * nk : (i + 1) * nk]
+        x = sum(block(u) for block in blocks) / len(blocks)
+    y = post.taps(mx.maximum(x, 0.01 * x), post.half_width, post.half_width)
+    return np.tanh(np.array(y[:, 0]))
+
+
 @pytest.mark.parametrize("resblock", ["1", "2"])
 def test_decoder_tiles_equal_the_untiled_decoder(resblock, monkeypatch):
     gen = Generator(8, resblock, (3, 5), ((1, 3), (2, 4)), (4, 2), 16, (8, 4))
@@ -86,6 +99,8 @@ def test_decoder_tiles_equal_the_untiled_decoder(resblock, monkeypatch):
     tiled_long = np.array(gen(z_long))
     np.testing.assert_allclose(tiled_long, whole_long, atol=1e-5)
     assert np.array_equal(np.array(gen(z)), whole)
+    # Blocks summed into one accumulator (Generator._stage) = each block finished, then meaned.
+    np.testing.assert_allclose(whole_long, _reference_decoder(gen, z_long), atol=1e-5)
 
 
 def test_resblock1_matches_reference():
