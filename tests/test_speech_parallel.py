@@ -1,8 +1,11 @@
 """Sentences on helper processes (edgegen.speech.parallel): same audio, robust, cancellable."""
 
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import mlx.core as mx
 import numpy as np
@@ -111,3 +114,55 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["start", "done", str(len(TEXT.split()))]
     assert "Traceback" not in out.stderr
+
+
+def _helpers_of(marker: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if "edgegen.speech.helper" in cmd and marker in cmd:
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_cli_leaves_no_helper_processes(tmp_path):
+    onnx = tmp_path / "unique-voice.onnx"
+    shutil.copy(joe.model_path(), onnx)
+    shutil.copy(str(joe.model_path()) + ".json", str(onnx) + ".json")
+    text = tmp_path / "long.txt"
+    text.write_text(TEXT * 2)
+    out = subprocess.run(
+        [sys.executable, "-m", "edgegen", "speak", "-f", str(text), "--voice", str(onnx),
+         "-o", str(tmp_path / "out.wav")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "out.wav").stat().st_size > 100_000
+    deadline = time.monotonic() + 10
+    while _helpers_of(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _helpers_of(str(tmp_path)) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_helpers_stop_when_the_voice_is_collected(tmp_path, monkeypatch):
+    import gc
+
+    monkeypatch.setattr("edgegen.speech.voice.cpu_lanes", lambda: 2)  # even on one core
+    onnx = tmp_path / "collected-voice.onnx"
+    shutil.copy(joe.model_path(), onnx)
+    shutil.copy(str(joe.model_path()) + ".json", str(onnx) + ".json")
+    v = load_voice(str(onnx))
+    v.speak(TEXT)
+    assert v._helpers is not None
+    del v
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while _helpers_of(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _helpers_of(str(tmp_path)) == []

@@ -120,6 +120,7 @@ class _Queue:
         self.cond = threading.Condition(threading.RLock())
         self._heap: list[tuple[Any, int, _Task]] = []
         self._order = itertools.count()
+        self.closed = False
 
     def put(self, priority: Any, task: _Task) -> None:
         with self.cond:
@@ -127,12 +128,19 @@ class _Queue:
             self.cond.notify_all()
 
     def take(self, block: bool = True) -> _Task | None:
+        """The most urgent task; ``None`` if there is none and ``block`` is false, or once
+        the queue is closed."""
         with self.cond:
             while not self._heap:
-                if not block:
+                if not block or self.closed:
                     return None
                 self.cond.wait()
             return heapq.heappop(self._heap)[2]
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
 
     def finish(self, task: _Task, result: Any = None, error: BaseException | None = None):
         with self.cond:
@@ -177,6 +185,8 @@ class Helpers:
             return
         while True:
             task = self.queue.take()
+            if task is None:  # closed
+                return
             try:
                 conn.send((task.op, task.payload))
                 status, result = conn.recv()
@@ -201,16 +211,14 @@ class Helpers:
         return list(self._procs)
 
     def close(self) -> None:
+        """Ask the helpers to exit (they also do when this process's end of their pipe
+        closes, e.g. when it exits or is killed) and stop feeding them. Doesn't wait."""
+        self.queue.close()
         for conn in self._conns:
             try:
                 conn.send(None)
             except OSError:
                 pass
-        for process in self._procs:
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 class _Link:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -97,7 +98,8 @@ class Voice:
             yield Speech(audio, self.sample_rate, self._words(sentence, id_pos, frames, display))
 
     def close(self) -> None:
-        """Stop the helper processes, if any were started (they also end with this process)."""
+        """Stop the helper processes, if any were started. They also stop when this voice is
+        garbage-collected, and when this process ends."""
         if self._helpers is not None:
             self._helpers.close()
             self._helpers = None
@@ -131,6 +133,7 @@ class Voice:
         if mx.default_device() != mx.cpu:  # one GPU stream is already the whole device
             return None
         self._helpers = Helpers(self.source, cpu_lanes() - 1)
+        weakref.finalize(self, self._helpers.close)  # not bound to self: no cycle
         return self._helpers
 
     def _check(self, speed: float, speaker: int | None, ns: float | None, nw: float | None):
