@@ -8,6 +8,7 @@ stays flat; progress counts characters done. Heavy imports happen inside the com
 from __future__ import annotations
 
 import sys
+import time
 import wave
 from pathlib import Path
 
@@ -82,6 +83,7 @@ def speak(text, file, voice, speed, speaker, noise_scale, noise_w, seed, output,
     from edgegen.speech import load_voice
     from edgegen.timings import WRITERS, Word, write_timings
 
+    started = time.perf_counter()
     content = _read_text(text, file)
     if timings is not None and timings.suffix.lower() not in WRITERS:
         raise UsageError(
@@ -113,7 +115,12 @@ def speak(text, file, voice, speed, speaker, noise_scale, noise_w, seed, output,
     if timings is not None:
         write_timings(timings, words)
     if not quiet:
-        click.echo(f"wrote {output} ({offset:.1f} s, {len(words)} words)", err=True)
+        took = time.perf_counter() - started
+        click.echo(
+            f"wrote {output} ({offset:.1f} s, {len(words)} words) in {took:.1f} s, "
+            f"{offset / max(took, 1e-9):.0f}x real time",
+            err=True,
+        )
 
 
 def _progress(chunks, total_chars: int, show: bool):
