@@ -166,3 +166,16 @@ def test_helpers_stop_when_the_voice_is_collected(tmp_path, monkeypatch):
     while _helpers_of(str(tmp_path)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _helpers_of(str(tmp_path)) == []
+
+
+def test_lanes_setting(monkeypatch):
+    from edgegen.errors import UsageError
+    from edgegen.speech.parallel import cpu_lanes
+
+    monkeypatch.setenv("EDGEGEN_SPEECH_LANES", "1")
+    assert cpu_lanes() == 1
+    monkeypatch.setenv("EDGEGEN_SPEECH_LANES", "3")
+    assert cpu_lanes() == 3
+    monkeypatch.setenv("EDGEGEN_SPEECH_LANES", "two")
+    with pytest.raises(UsageError, match="EDGEGEN_SPEECH_LANES='two'"):
+        cpu_lanes()

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from edgegen.errors import ModelError
+from edgegen.errors import ModelError, UsageError
 
 MAX_LANES = 8
 # The last sentence is cut into chunks only while each stays this long: every chunk also
@@ -42,8 +42,20 @@ MAX_LANES = 8
 MIN_CHUNK_FRAMES = 64
 
 
+LANES_VAR = "EDGEGEN_SPEECH_LANES"
+
+
 def cpu_lanes() -> int:
-    """Processes worth running side by side: one per core this process may use."""
+    """Processes worth running side by side: one per core this process may use, at most
+    :data:`MAX_LANES`; ``EDGEGEN_SPEECH_LANES=N`` sets it (1: no helper processes)."""
+    value = os.environ.get(LANES_VAR, "").strip()
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise UsageError(
+                f"{LANES_VAR}={value!r} is not a whole number; use 1 (no helper processes) or more"
+            ) from None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(cores or 1, MAX_LANES))
 
