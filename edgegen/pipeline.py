@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
@@ -92,6 +93,12 @@ class StableDiffusion:
     @property
     def default_size(self) -> tuple[int, int]:
         return portrait_size(self.native)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Generation settings the model's converter recorded (a Turbo model: 1 step, no
+        guidance); empty for a model without any (a diffusers folder, a non-Turbo artifact)."""
+        return dict(getattr(self.source, "defaults", None) or {})
 
     def sampler_name(self, name: str | None) -> str:
         return make_sampler(name, self.scheduler_config).name

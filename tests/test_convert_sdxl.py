@@ -136,3 +136,26 @@ def test_sdxl_single_file_checkpoint_converts_to_the_folder_weights(tiny_sdxl, t
         y = mx.load(str(b.path / f"{comp}.safetensors"))
         assert x.keys() == y.keys(), comp
         assert all(mx.array_equal(x[k], y[k]).item() for k in x), comp
+
+
+def test_generate_uses_a_turbo_models_defaults_unless_told(tiny_sdxl_turbo, tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from edgegen.cli import cli
+
+    name = convert(tiny_sdxl_turbo, ConvertOptions(check_steps=1)).name
+
+    def parameters(*extra):
+        out = tmp_path / "t.png"
+        args = ["generate", "a fox", "--model", name, "--size", "64x64", "-o", str(out), *extra]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        return result.output, Image.open(out).text["parameters"]
+
+    said, params = parameters()
+    assert "Steps: 1," in params and "CFG scale: 0," in params
+    assert "using the model's defaults: steps 1, guidance 0" in said
+    said, params = parameters("--steps", "2", "--guidance", "1.5")
+    assert "Steps: 2," in params and "CFG scale: 1.5," in params
+    assert "model's defaults" not in said

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import secrets
 import warnings
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from edgegen.cli.options import SIZE
 from edgegen.errors import UsageError
+
+if TYPE_CHECKING:
+    from edgegen.params import GenerationParams
 
 
 def _outputs(output: Path | None, seeds: list[int]) -> list[Path]:
@@ -22,6 +27,26 @@ def _outputs(output: Path | None, seeds: list[int]) -> list[Path]:
     return [output.with_name(f"{output.stem}-{s}{output.suffix}") for s in seeds]
 
 
+DEFAULT_STEPS = 20
+DEFAULT_GUIDANCE = 7.5
+
+
+def _model_defaults(
+    params: GenerationParams, defaults: dict, steps: int | None, guidance: float | None
+) -> tuple[GenerationParams, str | None]:
+    """Apply the model's recorded steps/guidance where the user gave none, with a note that
+    says so (a Turbo model run with 20 steps and guidance 7.5 makes burnt images)."""
+    changes = {}
+    if steps is None and "steps" in defaults:
+        changes["steps"] = int(defaults["steps"])
+    if guidance is None and "guidance" in defaults:
+        changes["guidance"] = float(defaults["guidance"])
+    if not changes:
+        return params, None
+    said = ", ".join(f"{k} {v:g}" for k, v in changes.items())
+    return replace(params, **changes), f"using the model's defaults: {said}"
+
+
 @click.command("generate")
 @click.argument("prompt")
 @click.option(
@@ -29,14 +54,18 @@ def _outputs(output: Path | None, seeds: list[int]) -> list[Path]:
 )
 @click.option("--negative", "-n", default="", help="Negative prompt.")
 @click.option("--seed", type=int, default=None, help="Random seed (default: random, printed).")
-@click.option("--steps", type=int, default=20, show_default=True, help="Sampling steps.")
+@click.option(
+    "--steps",
+    type=int,
+    default=None,
+    help=f"Sampling steps (default: the model's, else {DEFAULT_STEPS}; Turbo models: 1).",
+)
 @click.option(
     "--guidance",
     "-g",
     type=float,
-    default=7.5,
-    show_default=True,
-    help="CFG scale; ≤ 1 disables guidance.",
+    default=None,
+    help=f"CFG scale; ≤ 1 disables guidance (default: the model's, else {DEFAULT_GUIDANCE:g}).",
 )
 @click.option(
     "--scheduler",
@@ -75,8 +104,8 @@ def generate(
     model: str | None,
     negative: str,
     seed: int | None,
-    steps: int,
-    guidance: float,
+    steps: int | None,
+    guidance: float | None,
     scheduler: str | None,
     size: tuple[int, int] | None,
     count: int,
@@ -90,7 +119,15 @@ def generate(
     seed = secrets.randbelow(2**31) if seed is None else seed
     width, height = size if size else (None, None)
     params = GenerationParams(
-        prompt, negative, steps, guidance, scheduler, seed, width, height, clip_skip
+        prompt,
+        negative,
+        DEFAULT_STEPS if steps is None else steps,
+        DEFAULT_GUIDANCE if guidance is None else guidance,
+        scheduler,
+        seed,
+        width,
+        height,
+        clip_skip,
     )
     params.validate()  # before loading anything, so bad input fails fast
     seeds = [seed + i for i in range(count)]
@@ -108,6 +145,9 @@ def generate(
         sd = StableDiffusion.load(model)
         sampler = sd.sampler_name(scheduler)
         params = sd.resolve_size(params)
+        params, note = _model_defaults(params, sd.defaults, steps, guidance)
+    if note:
+        console.print(note)
     with step_progress() as progress, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for image_seed, path in zip(seeds, paths, strict=True):
