@@ -22,7 +22,8 @@ format with a clear message and keeps reading every older one. Its top-level key
     config          the model's own configuration (family-specific)
     license, model_card, quality   optional
 Artifacts are written into a hidden temporary directory and renamed into place at the end, so a
-crash or Ctrl-C never leaves a half-written model visible.
+crash or Ctrl-C never leaves a half-written model visible. The directory's name carries the
+writer's pid; one whose writer was killed outright (``kill -9``) is removed by the next write.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -143,7 +145,9 @@ def new_artifact(name: str, force: bool = False) -> Iterator[Path]:
         raise UsageError(f"model {name!r} already exists in the store; pass --force to replace it")
     try:
         models_dir().mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=models_dir()))
+        sweep_stale()
+        # The writer's pid in the name lets a later run tell a live writer from a dead one.
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", dir=models_dir()))
     except OSError as e:
         raise OutputError(f"cannot write to the model store {str(models_dir())!r}: {e}") from e
     try:
@@ -162,6 +166,38 @@ def new_artifact(name: str, force: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# Hidden working directories of new_artifact: ".NAME.PID.RANDOM" and ".NAME.old-PID".
+_WORKING = re.compile(r"^\.(?:.+)\.(?:(\d+)\.[A-Za-z0-9_]+|old-(\d+))$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def sweep_stale() -> list[Path]:
+    """Remove working directories left by a writer that no longer runs (killed mid-write,
+    e.g. ``kill -9`` during a conversion, which no ``finally`` survives); the removed paths."""
+    root = models_dir()
+    removed = []
+    if not root.is_dir():
+        return removed
+    for entry in root.iterdir():
+        m = _WORKING.match(entry.name)
+        if m is None or not entry.is_dir():
+            continue
+        pid = int(m.group(1) or m.group(2))
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
 
 def remove(name: str) -> None:

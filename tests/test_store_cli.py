@@ -146,3 +146,25 @@ def test_list_and_info_show_other_kinds_of_artifact():
     assert listed.exit_code == 0 and "voice" in listed.output and "8-bit g64" in listed.output
     info = run("models", "info", "joe")
     assert info.exit_code == 0 and "piper-vits" in info.output
+
+
+def test_working_directories_of_dead_writers_are_swept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from edgegen import store
+
+    root = store.models_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    stale = [root / f".big-model.{dead}.abc123_x", root / f".big-model.old-{dead}"]
+    live = root / f".other.{os.getpid()}.zz9"
+    for d in (*stale, live):
+        (d / "unet").mkdir(parents=True)
+        (d / "unet" / "w.safetensors").write_bytes(b"x" * 10)
+    (root / ".cache-like").mkdir()  # not a working directory: left alone
+    assert sorted(store.sweep_stale()) == sorted(stale)
+    assert not any(d.exists() for d in stale)
+    assert live.exists() and (root / ".cache-like").exists()
