@@ -40,6 +40,7 @@ DEFAULT_SPECIALS = {
 }
 # CLIP's context length; every SD tokenizer config says so, older ones may omit it.
 DEFAULT_MAX_LENGTH = 77
+UNBOUNDED = 10**6  # a model_max_length above this means "not set"
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,12 @@ def _read_specials(
         json_path = tokenizer_dir / "tokenizer.json"
         entries = _read_json(json_path).get("added_tokens", []) if json_path.is_file() else []
         added = {int(t["id"]): _token_fields(t) for t in entries}
-    max_length = int(config.get("model_max_length", DEFAULT_MAX_LENGTH))
-    return specials, added, max_length
+    max_length = config.get("model_max_length", DEFAULT_MAX_LENGTH)
+    # transformers writes int(1e30) (its VERY_LARGE_INTEGER) for "no limit"; a CLIP text
+    # encoder still has 77 positions, and padding to 1e30 would exhaust memory.
+    if not isinstance(max_length, int | float) or max_length > UNBOUNDED:
+        max_length = DEFAULT_MAX_LENGTH
+    return specials, added, int(max_length)
 
 
 class CLIPTokenizer:

@@ -207,3 +207,15 @@ def test_textual_inversion_tokens_are_unsupported(folders, tmp_path):
     (tmp_path / "tok" / "tokenizer_config.json").write_text(json.dumps(config))
     with pytest.raises(UnsupportedModelError, match="'<cat-toy>' \\(id 49408\\)"):
         CLIPTokenizer.from_dir(tmp_path / "tok")
+
+
+@pytest.mark.parametrize("value", [1e30, int(1e30), "77"])
+def test_unset_model_max_length_means_clips_77(folders, tmp_path, value):
+    d = tmp_path / "tok"
+    shutil.copytree(folders["sd15"], d)
+    config = json.loads((d / "tokenizer_config.json").read_text())
+    config["model_max_length"] = value
+    (d / "tokenizer_config.json").write_text(json.dumps(config))
+    tok = CLIPTokenizer.from_dir(d)
+    assert tok.model_max_length == 77
+    assert tok.encode(["a cat"]).ids.shape == (1, 77)
