@@ -159,3 +159,12 @@ def test_generate_uses_a_turbo_models_defaults_unless_told(tiny_sdxl_turbo, tmp_
     said, params = parameters("--steps", "2", "--guidance", "1.5")
     assert "Steps: 2," in params and "CFG scale: 1.5," in params
     assert "model's defaults" not in said
+
+
+def test_render_image_source_uses_a_turbo_models_defaults(tiny_sdxl_turbo):
+    from edgegen.pipeline import StableDiffusionImageSource
+
+    name = convert(tiny_sdxl_turbo, ConvertOptions(check_steps=1)).name
+    source = StableDiffusionImageSource.load(name)
+    assert (source.steps, source.guidance) == (1, 0.0)
+    assert (StableDiffusionImageSource.load(name, steps=3).steps) == 3

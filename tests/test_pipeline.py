@@ -95,3 +95,15 @@ def test_default_size_is_portrait_9_16(tiny_sd1):
     sd = StableDiffusion.load(tiny_sd1)
     w, h = sd.default_size
     assert w % 64 == 0 and h % 64 == 0 and h > w
+
+
+def test_compute_dtype_follows_the_artifact_on_a_gpu_only():
+    import mlx.core as mx
+
+    from edgegen.pipeline import compute_dtype
+
+    assert compute_dtype(mx.float16, on_gpu=True) == mx.float16
+    assert compute_dtype(mx.bfloat16, on_gpu=True) == mx.bfloat16
+    assert compute_dtype(mx.float16, on_gpu=False) == mx.float32
+    assert compute_dtype(mx.float32, on_gpu=True) == mx.float32
+    assert compute_dtype(None, on_gpu=True) == mx.float32
