@@ -179,3 +179,39 @@ def test_lanes_setting(monkeypatch):
     monkeypatch.setenv("EDGEGEN_SPEECH_LANES", "two")
     with pytest.raises(UsageError, match="EDGEGEN_SPEECH_LANES='two'"):
         cpu_lanes()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_killing_the_parent_mid_sentence_ends_helpers_quietly(tmp_path):
+    onnx = tmp_path / "killed-voice.onnx"
+    shutil.copy(joe.model_path(), onnx)
+    shutil.copy(str(joe.model_path()) + ".json", str(onnx) + ".json")
+    script = tmp_path / "loop.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os
+            os.environ["EDGEGEN_SPEECH_LANES"] = "2"
+            from edgegen.speech import load_voice
+            voice = load_voice({str(onnx)!r})
+            voice.speak({TEXT!r})
+            voice._helpers.wait_started(120)
+            print("ready", flush=True)
+            while True:
+                voice.speak({TEXT!r} * 4)
+            """
+        )
+    )
+    p = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert p.stdout.readline().strip() == "ready"
+    assert _helpers_of(str(tmp_path))
+    time.sleep(1.0)  # mid-synthesis
+    p.kill()
+    _, err = p.communicate(timeout=30)  # returns once the helper has closed stderr too
+    assert "Traceback" not in err, err
+    deadline = time.monotonic() + 10
+    while _helpers_of(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _helpers_of(str(tmp_path)) == []

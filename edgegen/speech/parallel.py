@@ -97,9 +97,10 @@ def helper_main(argv: list[str]) -> None:
             model = load_model((kind, path))
             mx.eval(model.parameters())
         except Exception as e:  # reported; the parent works without this helper
-            outbox.send(("error", f"{type(e).__name__}: {e}"))
+            _reply(outbox, ("error", f"{type(e).__name__}: {e}"))
             return
-        outbox.send(("ready", None))
+        if not _reply(outbox, ("ready", None)):
+            return
         while True:
             try:
                 message = inbox.recv()
@@ -109,9 +110,20 @@ def helper_main(argv: list[str]) -> None:
                 return
             op, payload = message
             try:
-                outbox.send(("ok", run_task(model, op, payload)))
+                answer = ("ok", run_task(model, op, payload))
             except Exception as e:
-                outbox.send(("error", f"{type(e).__name__}: {e}"))
+                answer = ("error", f"{type(e).__name__}: {e}")
+            if not _reply(outbox, answer):
+                return
+
+
+def _reply(outbox: Connection, message: Any) -> bool:
+    """Send to the parent; False once it has gone (killed, or exited mid-task)."""
+    try:
+        outbox.send(message)
+    except (BrokenPipeError, OSError):
+        return False
+    return True
 
 
 class _Task:

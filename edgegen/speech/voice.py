@@ -132,7 +132,11 @@ class Voice:
 
         if mx.default_device() != mx.cpu:  # one GPU stream is already the whole device
             return None
-        self._helpers = Helpers(self.source, cpu_lanes() - 1)
+        try:
+            self._helpers = Helpers(self.source, cpu_lanes() - 1)
+        except (OSError, ValueError):  # no pipes or subprocesses here: one process it is
+            self.source = None
+            return None
         weakref.finalize(self, self._helpers.close)  # not bound to self: no cycle
         return self._helpers
 
