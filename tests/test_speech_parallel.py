@@ -215,3 +215,38 @@ def test_killing_the_parent_mid_sentence_ends_helpers_quietly(tmp_path):
     while _helpers_of(str(tmp_path)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _helpers_of(str(tmp_path)) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_ctrl_c_during_speak_exits_130_and_ends_helpers(tmp_path):
+    import signal
+
+    onnx = tmp_path / "interrupted-voice.onnx"
+    shutil.copy(joe.model_path(), onnx)
+    shutil.copy(str(joe.model_path()) + ".json", str(onnx) + ".json")
+    text = tmp_path / "long.txt"
+    text.write_text(TEXT * 40)
+    env = {**os.environ, "EDGEGEN_SPEECH_LANES": "2"}
+    p = subprocess.Popen(
+        [sys.executable, "-m", "edgegen", "speak", "-f", str(text), "--voice", str(onnx),
+         "-o", str(tmp_path / "out.wav")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # A shell's background job inherits SIGINT ignored, and Python then keeps it ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not _helpers_of(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)  # speaking
+    p.send_signal(signal.SIGINT)
+    try:
+        _, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out.wav").exists()
+    deadline = time.monotonic() + 10
+    while _helpers_of(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _helpers_of(str(tmp_path)) == []

@@ -272,8 +272,14 @@ def _start_helper(source: tuple[str, str]) -> tuple[subprocess.Popen, _Link]:
     kind, path = source
     command = [sys.executable, "-m", "edgegen.speech.helper", str(down_r), str(up_w), kind, path]
     try:
+        # Its own session: Ctrl-C in a terminal reaches only the parent, which then closes
+        # the pipes; the helper never sees a KeyboardInterrupt (not even while importing).
         process = subprocess.Popen(
-            command, pass_fds=(down_r, up_w), stdin=subprocess.DEVNULL, env=env
+            command,
+            pass_fds=(down_r, up_w),
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
         )
     finally:
         os.close(down_r)
