@@ -121,7 +121,14 @@ class Voice:
         # Weights loaded lazily (mx.load) are read once here, not by every task.
         mx.eval(self.model.parameters())
         with _blas.single_threaded():  # the lanes are the parallelism
-            yield from Schedule(self.model, helpers, requests).run()
+            try:
+                yield from Schedule(self.model, helpers, requests).run()
+            finally:
+                # Closed early (Ctrl-C, an error): let queued work finish single-threaded
+                # before BLAS gets its threads back. Otherwise a GEMM still running could
+                # wake OpenBLAS's pool just as the process exits, and its shutdown can then
+                # hang (seen: main thread in blas_thread_shutdown_, a worker never woken).
+                mx.synchronize()
 
     def _helpers_for(self, sentences: int) -> Helpers | None:
         if self._helpers is not None:
