@@ -5,17 +5,20 @@ that evaluates it and holds that thread back while more than ten tasks (of ten o
 are queued on *any* stream of the process. Two threads decoding two sentences on their own
 streams therefore starve each other: one thread waits on the other's backlog while its own
 stream idles (seen in gdb: one stream thread idle, both feeding threads in the throttle's
-wait). Measured on the 60-second benchmark text on 2 cores: 2.6 s with two threads, against
-1.45 s and 2.16 s for two processes given half the sentences each (one-by-one: 3.8 s).
+wait). Measured on the 60-second benchmark text on 2 cores: 2.6 s with two threads; 1.9 s
+with this module (one-by-one: 3.4 s).
 
 How: a :class:`Helpers` pool (``cores - 1`` processes, started on first use and kept for the
 voice's lifetime, each a fresh interpreter with its own copy of the synthesizer and
-single-threaded BLAS, talking over two pipes) and
-this process take tasks from one priority queue, earliest sentence first. A task is a whole
-sentence, except the last one: its front end runs first, then its decoder is cut into one
-time chunk per lane (``Vits.vocode``), so no core idles at the end. Results come back in
-order while later sentences compute. A helper that fails to start or dies is simply not
-used; this process can always do every task itself.
+single-threaded BLAS, talking over two pipes) and this process take tasks from one priority
+queue (:class:`_Queue`), earliest sentence first. A task is a whole sentence, except the last
+one: its front end runs first, then its decoder is cut into one time chunk per lane
+(``Vits.vocode``), so no core idles at the end. :class:`Schedule` returns results in order
+while later sentences compute; this process works on queued tasks while it waits. A helper
+that fails to start or dies is simply not used: this process can do every task itself.
+
+Lifetime: helpers run in their own session (Ctrl-C reaches only the parent) and exit when
+their pipe closes, i.e. when the voice is closed or collected or the parent exits or dies.
 """
 
 from __future__ import annotations
@@ -37,12 +40,10 @@ import numpy as np
 from edgegen.errors import ModelError, UsageError
 
 MAX_LANES = 8
+LANES_VAR = "EDGEGEN_SPEECH_LANES"
 # The last sentence is cut into chunks only while each stays this long: every chunk also
 # decodes 2 x Generator.context_frames (26 frames for Piper voices) of context.
 MIN_CHUNK_FRAMES = 64
-
-
-LANES_VAR = "EDGEGEN_SPEECH_LANES"
 
 
 def cpu_lanes() -> int:
@@ -166,7 +167,7 @@ class _Queue:
             self.closed = True
             self.cond.notify_all()
 
-    def finish(self, task: _Task, result: Any = None, error: BaseException | None = None):
+    def finish(self, task: _Task, result: Any = None, error: BaseException | None = None) -> None:
         with self.cond:
             task.result, task.error, task.done = result, error, True
             task.then(task)
@@ -187,7 +188,7 @@ class Helpers:
         self.ready = 0  # helpers that loaded the voice and take tasks
         self._reported = 0  # helpers that answered (ready or failed) or died
         self._procs: list[subprocess.Popen] = []
-        self._conns = []
+        self._conns: list[_Link] = []
         for _ in range(count):
             process, conn = _start_helper(source)
             self._procs.append(process)
