@@ -129,11 +129,24 @@ def _helpers_of(marker: str) -> list[int]:
     return found
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
-def test_cli_leaves_no_helper_processes(tmp_path):
-    onnx = tmp_path / "unique-voice.onnx"
+def _voice_copy(tmp_path, name: str):
+    """The joe voice under a path of its own, so its helpers can be told from others'."""
+    onnx = tmp_path / f"{name}.onnx"
     shutil.copy(joe.model_path(), onnx)
     shutil.copy(str(joe.model_path()) + ".json", str(onnx) + ".json")
+    return onnx
+
+
+def _no_helpers_left(marker: str, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while _helpers_of(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _helpers_of(marker) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_cli_leaves_no_helper_processes(tmp_path):
+    onnx = _voice_copy(tmp_path, "unique-voice")
     text = tmp_path / "long.txt"
     text.write_text(TEXT * 2)
     out = subprocess.run(
@@ -143,10 +156,7 @@ def test_cli_leaves_no_helper_processes(tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "out.wav").stat().st_size > 100_000
-    deadline = time.monotonic() + 10
-    while _helpers_of(str(tmp_path)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _helpers_of(str(tmp_path)) == []
+    assert _no_helpers_left(str(tmp_path))
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
@@ -154,18 +164,13 @@ def test_helpers_stop_when_the_voice_is_collected(tmp_path, monkeypatch):
     import gc
 
     monkeypatch.setattr("edgegen.speech.voice.cpu_lanes", lambda: 2)  # even on one core
-    onnx = tmp_path / "collected-voice.onnx"
-    shutil.copy(joe.model_path(), onnx)
-    shutil.copy(str(joe.model_path()) + ".json", str(onnx) + ".json")
+    onnx = _voice_copy(tmp_path, "collected-voice")
     v = load_voice(str(onnx))
     v.speak(TEXT)
     assert v._helpers is not None
     del v
     gc.collect()
-    deadline = time.monotonic() + 10
-    while _helpers_of(str(tmp_path)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _helpers_of(str(tmp_path)) == []
+    assert _no_helpers_left(str(tmp_path))
 
 
 def test_lanes_setting(monkeypatch):
@@ -183,9 +188,7 @@ def test_lanes_setting(monkeypatch):
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 def test_killing_the_parent_mid_sentence_ends_helpers_quietly(tmp_path):
-    onnx = tmp_path / "killed-voice.onnx"
-    shutil.copy(joe.model_path(), onnx)
-    shutil.copy(str(joe.model_path()) + ".json", str(onnx) + ".json")
+    onnx = _voice_copy(tmp_path, "killed-voice")
     script = tmp_path / "loop.py"
     script.write_text(
         textwrap.dedent(
@@ -211,19 +214,14 @@ def test_killing_the_parent_mid_sentence_ends_helpers_quietly(tmp_path):
     p.kill()
     _, err = p.communicate(timeout=30)  # returns once the helper has closed stderr too
     assert "Traceback" not in err, err
-    deadline = time.monotonic() + 10
-    while _helpers_of(str(tmp_path)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _helpers_of(str(tmp_path)) == []
+    assert _no_helpers_left(str(tmp_path))
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 def test_ctrl_c_during_speak_exits_130_and_ends_helpers(tmp_path):
     import signal
 
-    onnx = tmp_path / "interrupted-voice.onnx"
-    shutil.copy(joe.model_path(), onnx)
-    shutil.copy(str(joe.model_path()) + ".json", str(onnx) + ".json")
+    onnx = _voice_copy(tmp_path, "interrupted-voice")
     text = tmp_path / "long.txt"
     text.write_text(TEXT * 40)
     env = {**os.environ, "EDGEGEN_SPEECH_LANES": "2"}
@@ -246,7 +244,4 @@ def test_ctrl_c_during_speak_exits_130_and_ends_helpers(tmp_path):
     assert p.returncode == 130, err
     assert "Traceback" not in err
     assert not (tmp_path / "out.wav").exists()
-    deadline = time.monotonic() + 10
-    while _helpers_of(str(tmp_path)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _helpers_of(str(tmp_path)) == []
+    assert _no_helpers_left(str(tmp_path))
