@@ -45,6 +45,25 @@ def doctor(bench: bool) -> None:
         gflops = sgemm_gflops()
         verdict = "ok" if gflops > 30 else "slow: install libopenblas0-pthread (see README)"
         table.add_row("sgemm 1024²", f"{gflops:.0f} GFLOP/s — {verdict}")
+    table.add_row("speech", _speech_lanes())
     table.add_row("store", str(store.models_dir()))
     table.add_row("models", str(len(store.list_models())))
     Console().print(table)
+
+
+def _speech_lanes() -> str:
+    """How many processes speak a long text side by side here (edgegen.speech.parallel)."""
+    import mlx.core as mx
+
+    from edgegen.errors import UsageError
+    from edgegen.speech.parallel import LANES_VAR, cpu_lanes
+
+    if mx.default_device() != mx.cpu:
+        return "one process (MLX on the GPU)"
+    try:
+        lanes = cpu_lanes()
+    except UsageError as e:  # the doctor reports it rather than failing
+        return f"invalid: {e}"
+    if lanes < 2:
+        return f"one process (set {LANES_VAR}=N to use N)"
+    return f"{lanes} processes side by side ({LANES_VAR} to change)"
