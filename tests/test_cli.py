@@ -199,3 +199,15 @@ def test_help_does_not_import_heavy_modules():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_doctor_reports_blas_store_and_speech_lanes(monkeypatch):
+    monkeypatch.setenv("EDGEGEN_SPEECH_LANES", "3")
+    result = run("doctor")
+    assert result.exit_code == 0, result.output
+    for row in ("mlx", "blas", "store", "speech"):
+        assert row in result.output
+    assert "3 processes side by side" in result.output
+    monkeypatch.setenv("EDGEGEN_SPEECH_LANES", "x")
+    result = run("doctor")
+    assert result.exit_code == 0 and "invalid: EDGEGEN_SPEECH_LANES='x'" in result.output
