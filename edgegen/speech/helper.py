@@ -1,11 +1,17 @@
-"""Entry point of a speech helper process: ``python -m edgegen.speech.helper RFD WFD KIND PATH``.
+"""Entry point of a speech helper process (see :mod:`edgegen.speech.parallel`).
 
-See :mod:`edgegen.speech.parallel`; kept apart so that the package never imports it.
+Kept apart so that the package never imports it: ``python -m edgegen.speech.helper`` (or
+``main()``) runs with arguments ``RFD WFD KIND PATH``.
 """
 
 import sys
 
 from edgegen.speech.parallel import helper_main
 
-if __name__ == "__main__":
+
+def main() -> None:
     helper_main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()

@@ -82,8 +82,8 @@ def run_task(model: Any, op: str, payload: dict[str, Any]) -> Any:
 
 
 def helper_main(argv: list[str]) -> None:
-    """A helper process (``python -m edgegen.speech.helper RFD WFD KIND PATH``): load the
-    synthesizer, then run tasks from the pipe until it closes."""
+    """A helper process (arguments ``RFD WFD KIND PATH``, see :func:`_start_helper`): load
+    the synthesizer, then run tasks from the pipe until it closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     rfd, wfd, kind, path = argv
     inbox = Connection(int(rfd), writable=False)
@@ -259,19 +259,22 @@ class _Link:
         return self._in.recv()
 
 
+# The helper's first line: find edgegen where this process found it (appended, so nothing on
+# the interpreter's own path is shadowed), then run edgegen.speech.helper.
+_BOOT = (
+    "import sys; sys.path.append(sys.argv.pop(1)); from edgegen.speech.helper import main; main()"
+)
+
+
 def _start_helper(source: tuple[str, str]) -> tuple[subprocess.Popen, _Link]:
-    """``python -m edgegen.speech.helper`` on two pipes. A fresh interpreter rather than
-    multiprocessing: its spawn mode re-imports the caller's main script in the child (a
-    script without a ``__main__`` guard would run again there), and fork would copy MLX's
-    threads' state."""
+    """A fresh interpreter running :func:`helper_main` on two pipes. Not multiprocessing: its
+    spawn mode re-imports the caller's main script in the child (a script without a
+    ``__main__`` guard would run again there), and fork would copy MLX's threads' state."""
     down_r, down_w = os.pipe()  # parent -> helper
     up_r, up_w = os.pipe()  # helper -> parent
-    env = dict(os.environ)
-    # The helper imports this very edgegen, wherever the parent found it.
     package_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     kind, path = source
-    command = [sys.executable, "-m", "edgegen.speech.helper", str(down_r), str(up_w), kind, path]
+    command = [sys.executable, "-c", _BOOT, package_root, str(down_r), str(up_w), kind, path]
     try:
         # Its own session: Ctrl-C in a terminal reaches only the parent, which then closes
         # the pipes; the helper never sees a KeyboardInterrupt (not even while importing).
@@ -279,7 +282,6 @@ def _start_helper(source: tuple[str, str]) -> tuple[subprocess.Popen, _Link]:
             command,
             pass_fds=(down_r, up_w),
             stdin=subprocess.DEVNULL,
-            env=env,
             start_new_session=True,
         )
     finally:
