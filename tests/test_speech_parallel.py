@@ -245,3 +245,13 @@ def test_ctrl_c_during_speak_exits_130_and_ends_helpers(tmp_path):
     assert "Traceback" not in err
     assert not (tmp_path / "out.wav").exists()
     assert _no_helpers_left(str(tmp_path))
+
+
+def test_a_voice_is_a_context_manager_that_stops_its_helpers(monkeypatch):
+    monkeypatch.setattr("edgegen.speech.voice.cpu_lanes", lambda: 2)
+    with load_voice(str(joe.model_path())) as v:
+        v.speak(TEXT)
+        helpers = v._helpers
+        assert helpers is not None and helpers.wait_started(timeout=120) == 1
+    assert v._helpers is None
+    assert helpers.processes[0].wait(timeout=10) == 0  # told to exit, and did

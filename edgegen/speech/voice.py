@@ -99,10 +99,17 @@ class Voice:
 
     def close(self) -> None:
         """Stop the helper processes, if any were started. They also stop when this voice is
-        garbage-collected, and when this process ends."""
+        garbage-collected, and when this process ends. The voice stays usable (a later long
+        text starts new helpers)."""
         if self._helpers is not None:
             self._helpers.close()
             self._helpers = None
+
+    def __enter__(self) -> Voice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- steps --------------------------------------------------------------------------------
 
