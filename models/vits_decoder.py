@@ -69,32 +69,33 @@ class _ResBlock(nn.Module):
         last unit's input) and its start, its activated input and that input's start, and
         the conv. A stage sums its blocks' last convs into one accumulator (see
         ``Generator._stage``) instead of finishing each block apart."""
-        units = self.units()
-        *head, last = units
+        *head, last = self.units()
         for n, unit in enumerate(head):
             x, start, end = self._unit(unit, x, start, end, total, x_act if n == 0 else None)
-        h, s, e = x, start, end
+        shared = x_act if not head else None  # the last unit's input is the block's input
         *first, final = last
-        for i, conv in enumerate(first):
-            shared = not head and i == 0 and x_act is not None
-            p = conv.half_width
-            s2, e2 = (s if s == 0 else s + p), (e if e == total else e - p)
-            h = conv.taps(
-                x_act if shared else _leaky(h), p if s == 0 else 0, p if e == total else 0
-            )
-            s, e = s2, e2
-        shared = not head and not first and x_act is not None
-        return x, start, x_act if shared else _leaky(h), s, final
+        h, s, _ = self._unit(first, x, start, end, total, shared, residual=False)
+        act = shared if shared is not None and not first else _leaky(h)
+        return x, start, act, s, final
 
     @staticmethod
     def _unit(
-        unit: list[Conv1d], x: mx.array, start: int, end: int, total: int, x_act: mx.array | None
+        unit: list[Conv1d],
+        x: mx.array,
+        start: int,
+        end: int,
+        total: int,
+        x_act: mx.array | None,
+        residual: bool = True,
     ) -> tuple[mx.array, int, int]:
+        """The convs of ``unit`` in turn, each pre-activated (the first with ``x_act`` if
+        given); the unit's input ``x`` is added to the last one's output if ``residual``."""
         h, s, e = x, start, end
         for i, conv in enumerate(unit):
             p = conv.half_width
             s2, e2 = (s if s == 0 else s + p), (e if e == total else e - p)
-            res = x[s2 - start : e2 - start] if i == len(unit) - 1 else None
+            last = i == len(unit) - 1
+            res = x[s2 - start : e2 - start] if residual and last else None
             act = x_act if i == 0 and x_act is not None else _leaky(h)
             h = conv.taps(act, p if s == 0 else 0, p if e == total else 0, residual=res)
             s, e = s2, e2

@@ -78,9 +78,9 @@ class Conv1d(nn.Module):
 
     def tap_weights(self, scale: float = 1.0) -> list[mx.array]:
         """Each tap's (C_in, C_out) matrix times ``scale``, for channels-last :meth:`taps`."""
-        if scale == 1.0:
-            return self._taps.get(lambda w: [w[:, j, :].T for j in range(w.shape[1])], self.weight)
-        return self._scaled_taps.get(
+        # Two caches, so a conv used at both scales (a test's reference path) doesn't thrash.
+        cache = self._taps if scale == 1.0 else self._scaled_taps
+        return cache.get(
             lambda w: [w[:, j, :].T * scale for j in range(w.shape[1])], self.weight, key=scale
         )
 
@@ -111,9 +111,12 @@ class Conv1d(nn.Module):
         pad_left: int = 0,
         pad_right: int = 0,
         residual: mx.array | None = None,
+        scale: float = 1.0,
+        add_bias: bool = True,
     ) -> mx.array:
         """Channels-last conv without implicit padding: (L, C_in) -> (L', C_out) with
-        ``L' = L + pad_left + pad_right - 2 * half_width``; ``residual`` (L', C_out) is added.
+        ``L' = L + pad_left + pad_right - 2 * half_width``; ``residual`` (L', C_out) is added,
+        the conv's weights are multiplied by ``scale`` and its bias left out if not ``add_bias``.
 
         Same padding is ``pad_left = pad_right = half_width``; a time tile of a longer signal
         pads only at the signal's true ends and otherwise reads its neighbours' samples.
@@ -123,12 +126,12 @@ class Conv1d(nn.Module):
         if pad_left or pad_right:
             x = mx.pad(x, [(pad_left, pad_right), (0, 0)])
         length = x.shape[0] - d * (k - 1)
-        bias = self.bias if "bias" in self else None
+        bias = self.bias if add_bias and "bias" in self else None
         if residual is not None:
             y = residual if bias is None else residual + bias
         else:
             y = bias
-        for j, w in enumerate(self.tap_weights()):
+        for j, w in enumerate(self.tap_weights(scale)):
             part = x[j * d : j * d + length]
             y = part @ w if y is None else mx.addmm(y, part, w)
         return y
@@ -146,15 +149,11 @@ class Conv1d(nn.Module):
         """``acc + scale * conv(x)`` (no bias) over output samples [out_start, out_end) of a
         ``total``-sample signal, channels-last; ``x`` holds samples from ``x_start`` on and
         must cover the outputs' context, except past the signal's ends (zero there)."""
-        p, d = self.half_width, self.dilation
+        p = self.half_width
         lo, hi = out_start - p, out_end + p
         rows = x[max(lo, 0) - x_start : min(hi, total) - x_start]
-        if lo < 0 or hi > total:
-            rows = mx.pad(rows, [(max(-lo, 0), max(hi - total, 0)), (0, 0)])
-        length = out_end - out_start
-        for j, w in enumerate(self.tap_weights(scale)):
-            acc = mx.addmm(acc, rows[j * d : j * d + length], w)
-        return acc
+        pads = max(-lo, 0), max(hi - total, 0)
+        return self.taps(rows, *pads, residual=acc, scale=scale, add_bias=False)
 
 
 class DepthwiseConv1d(nn.Module):
