@@ -114,6 +114,17 @@ class StableDiffusion:
         guidance); empty for a model without any (a diffusers folder, a non-Turbo artifact)."""
         return dict(getattr(self.source, "defaults", None) or {})
 
+    def settings(self, steps: int | None, guidance: float | None) -> tuple[int, float]:
+        """``steps`` and ``guidance`` where given, else the model's recorded :attr:`defaults`,
+        else :class:`GenerationParams`' (a Turbo model run with 20 steps and guidance 7.5
+        makes burnt images)."""
+        d = self.defaults
+        if steps is None:
+            steps = int(d.get("steps", GenerationParams.steps))
+        if guidance is None:
+            guidance = float(d.get("guidance", GenerationParams.guidance))
+        return steps, guidance
+
     def sampler_name(self, name: str | None) -> str:
         return make_sampler(name, self.scheduler_config).name
 
@@ -218,12 +229,9 @@ class StableDiffusionImageSource:
         guidance: float | None = None,
         sampler: str | None = None,
     ) -> None:
-        """``steps``/``guidance`` default to the model's recorded ones (a Turbo model: 1 step,
-        no guidance), else 20 and 7.5."""
+        """``steps``/``guidance`` default as :meth:`StableDiffusion.settings` says."""
         self.sd = sd
-        defaults = sd.defaults
-        self.steps = int(defaults.get("steps", 20)) if steps is None else steps
-        self.guidance = float(defaults.get("guidance", 7.5)) if guidance is None else guidance
+        self.steps, self.guidance = sd.settings(steps, guidance)
         self.sampler = sampler
         # Keys the image cache.
         self.name = f"{sd.name}:{self.steps}:{self.guidance:g}:{sd.sampler_name(sampler)}"

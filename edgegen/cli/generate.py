@@ -6,15 +6,12 @@ import secrets
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from edgegen.cli.options import SIZE
 from edgegen.errors import UsageError
-
-if TYPE_CHECKING:
-    from edgegen.params import GenerationParams
+from edgegen.params import GenerationParams
 
 
 def _outputs(output: Path | None, seeds: list[int]) -> list[Path]:
@@ -25,26 +22,6 @@ def _outputs(output: Path | None, seeds: list[int]) -> list[Path]:
     if len(seeds) == 1:
         return [output]
     return [output.with_name(f"{output.stem}-{s}{output.suffix}") for s in seeds]
-
-
-DEFAULT_STEPS = 20
-DEFAULT_GUIDANCE = 7.5
-
-
-def _model_defaults(
-    params: GenerationParams, defaults: dict, steps: int | None, guidance: float | None
-) -> tuple[GenerationParams, str | None]:
-    """Apply the model's recorded steps/guidance where the user gave none, with a note that
-    says so (a Turbo model run with 20 steps and guidance 7.5 makes burnt images)."""
-    changes = {}
-    if steps is None and "steps" in defaults:
-        changes["steps"] = int(defaults["steps"])
-    if guidance is None and "guidance" in defaults:
-        changes["guidance"] = float(defaults["guidance"])
-    if not changes:
-        return params, None
-    said = ", ".join(f"{k} {v:g}" for k, v in changes.items())
-    return replace(params, **changes), f"using the model's defaults: {said}"
 
 
 @click.command("generate")
@@ -58,14 +35,17 @@ def _model_defaults(
     "--steps",
     type=int,
     default=None,
-    help=f"Sampling steps (default: the model's, else {DEFAULT_STEPS}; Turbo models: 1).",
+    help=f"Sampling steps (default: the model's, else {GenerationParams.steps}; Turbo: 1).",
 )
 @click.option(
     "--guidance",
     "-g",
     type=float,
     default=None,
-    help=f"CFG scale; ≤ 1 disables guidance (default: the model's, else {DEFAULT_GUIDANCE:g}).",
+    help=(
+        f"CFG scale; ≤ 1 disables guidance (default: the model's, "
+        f"else {GenerationParams.guidance:g})."
+    ),
 )
 @click.option(
     "--scheduler",
@@ -114,15 +94,14 @@ def generate(
 ) -> None:
     """Generate images from PROMPT."""
     from edgegen.cli.progress import StageTimer, console, step_progress
-    from edgegen.params import GenerationParams
 
     seed = secrets.randbelow(2**31) if seed is None else seed
     width, height = size if size else (None, None)
     params = GenerationParams(
         prompt,
         negative,
-        DEFAULT_STEPS if steps is None else steps,
-        DEFAULT_GUIDANCE if guidance is None else guidance,
+        GenerationParams.steps if steps is None else steps,  # validated now, set after load
+        GenerationParams.guidance if guidance is None else guidance,
         scheduler,
         seed,
         width,
@@ -145,9 +124,15 @@ def generate(
         sd = StableDiffusion.load(model)
         sampler = sd.sampler_name(scheduler)
         params = sd.resolve_size(params)
-        params, note = _model_defaults(params, sd.defaults, steps, guidance)
-    if note:
-        console.print(note)
+        chosen = sd.settings(steps, guidance)
+        params = replace(params, steps=chosen[0], guidance=chosen[1])
+    from_model = [
+        f"{name} {value:g}"
+        for name, given, value in zip(("steps", "guidance"), (steps, guidance), chosen, strict=True)
+        if given is None and name in sd.defaults
+    ]
+    if from_model:
+        console.print(f"using the model's defaults: {', '.join(from_model)}")
     with step_progress() as progress, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for image_seed, path in zip(seeds, paths, strict=True):
