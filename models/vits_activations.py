@@ -3,11 +3,11 @@
 MLX's CPU build evaluates ``exp``, ``tanh`` and ``sigmoid`` one element at a time through a
 slow library path: ~20 ns per element here. The speech model applies them to ~40 M elements
 per minute of audio (the flow's gated tanh·sigmoid, the text encoder's softmax, the decoder's
-output), so each is written with the branch-free ``exp32``, which ``mx.compile`` fuses into
-one vectorised loop: the flow's gate over a 192x480 map went from 0.63 ms (an exp that
-bit-casts ``2^n`` into place, which splits the loop in three) to ~0.1 ms. Accuracy: within
-2e-6 of float64 for tanh and sigmoid, far below what 16-bit audio can show. GELU is the
-UNet's (``edgegen.models.attention.gelu``, exact erf form).
+output), so each is written with the branch-free ``exp32``, which ``mx.compile`` fuses with
+its caller (see :mod:`edgegen.models.fastmath`). The flow's gate over a 192x480 map measured
+0.44-0.55 ms, against 0.63 ms with the earlier bit-cast exp and ~2 ms with MLX's own tanh and
+sigmoid. Accuracy against float64: tanh within 1.8e-6, sigmoid 1e-6, far below what 16-bit
+audio can show. GELU is the UNet's (``edgegen.models.attention.gelu``, exact erf form).
 """
 
 from __future__ import annotations
