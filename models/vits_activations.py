@@ -6,8 +6,8 @@ per minute of audio (the flow's gated tanh·sigmoid, the text encoder's softmax,
 output), so each is written with the branch-free ``exp32``, which ``mx.compile`` fuses with
 its caller (see :mod:`edgegen.models.fastmath`). The flow's gate over a 192x480 map measured
 0.44-0.55 ms, against 0.63 ms with the earlier bit-cast exp and ~4 ms with MLX's own tanh and
-sigmoid (1.9 + 2.2 ms). Accuracy against float64: tanh within 1.8e-6, sigmoid 1e-6, far below what 16-bit
-audio can show. GELU is the UNet's (``edgegen.models.attention.gelu``, exact erf form).
+sigmoid (1.9 + 2.2 ms). Accuracy against float64: tanh within 1.8e-6, sigmoid 1e-6, far below
+what 16-bit audio can show. GELU is the UNet's (``edgegen.models.attention.gelu``, exact erf form).
 """
 
 from __future__ import annotations
