@@ -264,7 +264,8 @@ class Vits(nn.Module):
     ) -> np.ndarray:
         """The waveform of frames ``[start, end)`` of ``z`` (frames, C), decoding only those
         frames and their context (``Generator.context_frames``): chunks decoded this way
-        join into exactly the whole decode."""
+        join into the whole decode, up to float32 rounding (their GEMMs have other shapes, so
+        BLAS may sum in another order)."""
         total = z.shape[0]
         end = total if end is None else end
         c = self.dec.context_frames

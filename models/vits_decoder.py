@@ -5,7 +5,8 @@ its residual blocks; on the last stage also the output conv) runs tile by tile a
 sentence's 32-channel stage is ~20 MB per activation, and each of its ~30 per-tap GEMMs and
 element-wise passes would stream that through memory; a tile of ``TILE_ELEMENTS`` stays in
 cache for the whole stack, and only each stage's output is ever whole. Each tile computes
-``halo`` extra samples of context, so the result equals the untiled one (same sums, same order).
+``halo`` extra samples of context, so the result equals the untiled one up to float32 rounding
+(the same sums; BLAS may order them differently for a tile's shape).
 
 A stage's residual blocks all end in a residual conv, and the stage keeps their mean: so the
 stage sums each block's last conv (weights / n) into one accumulator that starts as the mean

@@ -10,6 +10,7 @@ import time
 import mlx.core as mx
 import numpy as np
 import pytest
+from float32 import VOICE_PEAK_BOUND, assert_peak_close, peak_error
 
 from edgegen.speech import load_voice
 from edgegen.speech.parallel import Helpers
@@ -52,14 +53,19 @@ def test_chunked_decode_joins_into_the_whole_decode(voice):
     edges = [0, 37, 90, 150]  # uneven chunks, each shorter than the context on one side
     parts = [model.vocode(z, None, a, b) for a, b in zip(edges, edges[1:], strict=False)]
     assert model.dec.context_frames >= 10
-    np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-6)
+    # Chunks change GEMM shapes, so rounding, not the function: the joined chunks may lie as
+    # far from the whole decode as twice what moving its input by one ulp does (float32.py).
+    nudged = model.vocode(mx.array(np.nextafter(np.array(z), np.float32(np.inf))))
+    one_ulp = peak_error(nudged, whole)
+    assert 0 < one_ulp < 1e-4  # the decoder is well conditioned: rounding stays rounding
+    assert_peak_close(np.concatenate(parts), whole, 2 * one_ulp)
 
 
 def test_helpers_give_the_same_audio_and_words(voice, helpers):
     parallel = voice.speak(TEXT)  # the default noise, seeded per sentence
     sequential = _sequential(voice, TEXT)
-    np.testing.assert_allclose(parallel.audio, sequential.audio, atol=1e-6)
-    assert parallel.words == sequential.words
+    assert_peak_close(parallel.audio, sequential.audio, VOICE_PEAK_BOUND)
+    assert parallel.words == sequential.words  # integer frame counts: exact
 
 
 def test_helpers_did_work(voice, helpers, monkeypatch):
@@ -84,7 +90,8 @@ def test_a_helper_that_dies_is_replaced_by_this_process(voice):
     finally:
         voice._helpers = saved
     expected = _sequential(voice, TEXT, noise_scale=0.0, noise_w=0.0)
-    np.testing.assert_allclose(speech.audio, expected.audio, atol=1e-6)
+    assert_peak_close(speech.audio, expected.audio, VOICE_PEAK_BOUND)
+    assert speech.words == expected.words
 
 
 def test_closing_the_stream_early_leaves_the_voice_usable(voice, helpers):

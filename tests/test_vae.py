@@ -12,6 +12,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 import torch
+from float32 import assert_peak_close
 from safetensors.torch import load_file, save_file
 
 from edgegen.errors import UnsupportedModelError, UsageError, WeightMappingError
@@ -347,4 +348,6 @@ def test_winograd_bands_match_one_pass(monkeypatch):
     x = mx.random.normal((1, 11, 10, 128), key=mx.random.key(6))
     whole = conv(x)
     monkeypatch.setattr(blocks, "_BAND_BYTES", 1)  # one row of tiles per band
-    assert float(mx.abs(conv(x) - whole).max()) <= 1e-5
+    # Bands are GEMMs of other shapes, so rounding may differ (tests/float32.py): measured
+    # 4.5e-7 of the peak with Zen/Haswell kernels, 0 with Sandybridge/Nehalem.
+    assert_peak_close(np.array(conv(x)), np.array(whole), 2.0**-18)
