@@ -315,7 +315,8 @@ def from_diffusers(
         return out
     if (family, component) in OPEN_CLIP:
         return _open_clip_back(tensors)
-    return dict(tensors)
+    # Released checkpoints keep transformers' ``text_model.`` prefix, which transformers 5 drops.
+    return {k if k.startswith("text_model.") else "text_model." + k: v for k, v in tensors.items()}
 
 
 def split_components(tensors: dict[str, mx.array], family: str) -> dict[str, dict[str, mx.array]]:
@@ -333,6 +334,26 @@ def split_components(tensors: dict[str, mx.array], family: str) -> dict[str, dic
     return parts
 
 
+# How pickled PyTorch files begin: a zip archive (torch.save since 1.6) or a raw pickle
+# (protocol 2+ starts with the PROTO opcode, 0x80).
+_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def refuse_pickle(path: Path) -> None:
+    """Refuse a pickled checkpoint (``.ckpt``, ``.pt``, ``.bin``, or one misnamed) by its name
+    and first bytes alone: unpickling runs whatever code the file names, so it is never read."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise ModelError(f"cannot read {str(path)!r}: {e.strerror}") from e
+    if path.suffix != ".safetensors" or head.startswith(_PICKLE_MAGIC):
+        raise ModelError(
+            f"{str(path)!r} is a pickled checkpoint, which can run code when read; edgegen reads "
+            "single-file checkpoints only as .safetensors (convert it with a trusted tool first)"
+        )
+
+
 def open_checkpoint(
     path: Path, config_from: str | Path | None = None, prediction_type: str | None = None
 ):  # noqa: ANN201 (a convert_sd.SourceModel; imported lazily to avoid a cycle)
@@ -346,11 +367,7 @@ def open_checkpoint(
     from edgegen.converters.safetensors_io import read_file
 
     path = Path(path)
-    if path.suffix != ".safetensors":
-        raise ModelError(
-            f"{str(path)!r}: edgegen reads single-file checkpoints only as .safetensors "
-            "(pickled .ckpt/.pt files can run code); convert it with a trusted tool first"
-        )
+    refuse_pickle(path)
     tensors = read_file(path)
     family = detect_family(list(tensors))
     files: dict[str, Path] = {path.name: path}

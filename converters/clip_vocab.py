@@ -1,9 +1,11 @@
 """The standard CLIP tokenizer files, derived from OpenAI's BPE merge list.
 
-No package carries SD's ``tokenizer/vocab.json``, but ``open_clip_torch`` ships OpenAI's
-``bpe_simple_vocab_16e6.txt.gz`` (a merge list). OpenAI's tokenizer builds its vocabulary from
-that list in a fixed order, and that order is exactly the id assignment of every Stable
-Diffusion tokenizer (49,408 entries), so the files can be rebuilt offline:
+A single-file checkpoint carries no tokenizer, so edgegen ships OpenAI's CLIP merge list
+(``data/clip_bpe_merges.txt.gz``: the first 48,894 lines of ``bpe_simple_vocab_16e6.txt.gz``,
+MIT-licensed, 208 KB; the full file, also in ``open_clip_torch``, is read the same way).
+OpenAI's tokenizer builds its vocabulary from that list in a fixed order, and that order is
+exactly the id assignment of every Stable Diffusion tokenizer (49,408 entries), so the files
+are rebuilt offline with no other package:
 
 1. the 256 byte symbols, in the GPT-2 byte→unicode order (printable bytes first);
 2. the same 256 symbols with the end-of-word suffix ``</w>``;
@@ -14,17 +16,17 @@ Diffusion tokenizer (49,408 entries), so the files can be rebuilt offline:
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 from pathlib import Path
 
-from edgegen.errors import ModelError, ModelNotFoundError
+from edgegen.errors import ModelError
 from edgegen.fileio import atomic_write_text
 
 VOCAB_SIZE = 49408
 N_MERGES = VOCAB_SIZE - 2 * 256 - 2  # 48,894: the rest of the list was never used by CLIP
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 END_OF_WORD = "</w>"
+BPE_PATH = Path(__file__).parent / "data" / "clip_bpe_merges.txt.gz"
 
 
 def byte_symbols() -> list[str]:
@@ -37,23 +39,6 @@ def byte_symbols() -> list[str]:
     printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
     n_shifted = 256 - len(printable)
     return [chr(b) for b in printable] + [chr(256 + i) for i in range(n_shifted)]
-
-
-def open_clip_bpe_path() -> Path:
-    """``bpe_simple_vocab_16e6.txt.gz`` inside the installed ``open_clip_torch`` package.
-
-    Found without importing ``open_clip`` (which would import torch and torchvision).
-    """
-    spec = importlib.util.find_spec("open_clip")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(
-            "the CLIP BPE merge list comes from the open_clip_torch package, which is not "
-            "installed (pip install --no-deps open_clip_torch)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "bpe_simple_vocab_16e6.txt.gz"
-    if not path.is_file():
-        raise ModelNotFoundError(f"{str(path)!r} is missing from the open_clip_torch package")
-    return path
 
 
 def derive_vocab(bpe_gz: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
@@ -82,7 +67,7 @@ def write_tokenizer_files(
 
     ``pad_token`` is ``<|endoftext|>`` for SD 1.x and ``!`` for SD 2.x / SDXL's second tokenizer.
     """
-    vocab, merges = derive_vocab(bpe_gz or open_clip_bpe_path())
+    vocab, merges = derive_vocab(bpe_gz or BPE_PATH)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "vocab.json", json.dumps(vocab, ensure_ascii=False))

@@ -164,6 +164,24 @@ def load() -> BlasInfo:
     return _state
 
 
+# Measured here (DESIGN.md): a 2048² sgemm at 4.4 GFLOP/s with MLX's reference BLAS, 159-171
+# with OpenBLAS.
+SLOWDOWN = 35
+
+
+def slow_blas_note(info: BlasInfo, on_cpu: bool) -> str | None:
+    """One line for a run of MLX on the CPU with its reference BLAS, else ``None``.
+
+    ``EDGEGEN_BLAS=none`` asks for exactly that, so it gets no note."""
+    if info.name != "reference" or not on_cpu or info.reason == f"{ENV_VAR}=none":
+        return None
+    return (
+        f"note: MLX runs on the CPU with its reference BLAS ({info.reason}): about {SLOWDOWN}x "
+        "slower at matrix products; install OpenBLAS (apt-get install libopenblas0-pthread) "
+        f"or set {ENV_VAR}=/path/to/libopenblas.so.0"
+    )
+
+
 _threads_lock = threading.Lock()
 _threads_depth = 0
 _threads_saved = 0

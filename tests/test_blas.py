@@ -65,3 +65,40 @@ def test_single_threaded_restores_openblas_threads():
     if out == ["skip"]:
         pytest.skip("OpenBLAS is not the loaded BLAS")
     assert out == ["1", "1", "2"]
+
+
+def test_slow_blas_is_never_silent():
+    missing = _blas.BlasInfo("reference", None, "no OpenBLAS or MKL found")
+    note = _blas.slow_blas_note(missing, on_cpu=True)
+    assert note.count("\n") == 0 and "35x slower" in note and "libopenblas0-pthread" in note
+    assert _blas.slow_blas_note(missing, on_cpu=False) is None  # a GPU does not use it
+    asked = _blas.BlasInfo("reference", None, "EDGEGEN_BLAS=none")
+    assert _blas.slow_blas_note(asked, on_cpu=True) is None  # the user asked for it
+    fast = _blas.BlasInfo("openblas", "/x/libopenblas.so.0", "auto", "Haswell")
+    assert _blas.slow_blas_note(fast, on_cpu=True) is None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="edgegen chooses the BLAS on Linux only")
+def test_commands_that_compute_say_when_blas_is_slow(tmp_path):
+    env = {
+        **os.environ,
+        "EDGEGEN_BLAS": str(tmp_path / "missing.so"),
+        "EDGEGEN_HOME": str(tmp_path),
+    }
+
+    def stderr(*args):
+        run = subprocess.run(
+            [sys.executable, "-m", "edgegen", *args], env=env, capture_output=True, text=True
+        )
+        return run.stderr
+
+    said = stderr("speak", "Hi.", "-o", str(tmp_path / "hi.wav"))
+    assert [line for line in said.splitlines() if "reference BLAS" in line] == [
+        _blas.slow_blas_note(
+            _blas.BlasInfo("reference", None, f"EDGEGEN_BLAS={tmp_path / 'missing.so'}"), True
+        )
+    ]
+    assert "reference BLAS" not in stderr("speak", "--help")
+    assert "reference BLAS" not in stderr("models", "list")
+    env["EDGEGEN_BLAS"] = "auto"  # OpenBLAS, installed by the set-up
+    assert "reference BLAS" not in stderr("speak", "Hi.", "-o", str(tmp_path / "hi.wav"))

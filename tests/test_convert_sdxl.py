@@ -14,13 +14,6 @@ WIDTH, HEIGHT = 64, 128
 
 
 @pytest.fixture(scope="module")
-def tiny_sdxl(tmp_path_factory):
-    from tiny_sdxl import build_tiny_sdxl
-
-    return build_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl"))
-
-
-@pytest.fixture(scope="module")
 def tiny_sdxl_turbo(tmp_path_factory):
     from tiny_sdxl import build_tiny_sdxl
 
@@ -122,7 +115,7 @@ def test_sdxl_size_conditioning_and_default_size():
 
 
 def test_sdxl_single_file_checkpoint_converts_to_the_folder_weights(tiny_sdxl, tmp_path):
-    from test_convert_checkpoint import make_checkpoint
+    from tiny_sd import make_checkpoint
 
     ckpt = make_checkpoint(tiny_sdxl, "sdxl", tmp_path / "xl.safetensors")
     keys = mx.load(str(ckpt)).keys()

@@ -1,20 +1,22 @@
 """CLIP tokenizer: ids equal to transformers' CLIPTokenizer on the real CLIP vocabulary.
 
-The vocabulary is rebuilt from open_clip_torch's bpe_simple_vocab_16e6.txt.gz (test-only
-dependency) by ``edgegen.converters.clip_vocab``; the tokenizer folders below copy the config
+The vocabulary is rebuilt from the merge list edgegen ships by ``edgegen.converters.clip_vocab``
+and checked against the full list in open_clip_torch (a test-only dependency); the tokenizer folders below copy the config
 files of real SD repos (SD 1.5's legacy format, SD 2's "!" padding, transformers 5's
 tokenizer.json-only save).
 """
 
+import gzip
 import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from transformers import CLIPTokenizer as HFTokenizer
 
-from edgegen.converters.clip_vocab import derive_vocab, open_clip_bpe_path, write_tokenizer_files
+from edgegen.converters.clip_vocab import BPE_PATH, derive_vocab, write_tokenizer_files
 from edgegen.errors import ModelError, UnsupportedModelError
 from edgegen.tokenizer import CLIPTokenizer
 
@@ -95,11 +97,25 @@ def folders(tmp_path_factory):
     return out
 
 
+def _open_clip_file(name: str) -> Path:
+    """A file of the open_clip package, found without importing it (that imports torch)."""
+    spec = importlib.util.find_spec("open_clip")
+    assert spec is not None, "open_clip_torch is a test dependency (scripts/setup.sh --dev)"
+    return Path(next(iter(spec.submodule_search_locations))) / name
+
+
 def test_derived_vocab_has_clip_ids():
-    vocab, merges = derive_vocab(open_clip_bpe_path())
+    vocab, merges = derive_vocab(BPE_PATH)
     assert len(vocab) == 49408 and len(merges) == 48894
     assert vocab["!"] == 0 and vocab["<|startoftext|>"] == 49406 and vocab["<|endoftext|>"] == 49407
     assert vocab["a</w>"] == 320 and vocab["cat</w>"] == 2368
+
+
+def test_shipped_merge_list_is_openais(tmp_path):
+    # The full published list (in open_clip_torch) gives the very same vocabulary.
+    assert derive_vocab(_open_clip_file("bpe_simple_vocab_16e6.txt.gz")) == derive_vocab(BPE_PATH)
+    lines = gzip.decompress(BPE_PATH.read_bytes()).decode().splitlines()
+    assert lines[0] == "#version: 0.2" and len(lines) == 1 + 48894
 
 
 def test_known_ids_of_a_photo_of_a_cat(folders):
@@ -151,7 +167,7 @@ def test_matches_openai_reference_tokenizer_on_plain_text(folders):
     # (loaded from its file; it needs ftfy, and differs from transformers on odd unicode).
     pytest.importorskip("ftfy")
     spec = importlib.util.spec_from_file_location(
-        "_openai_clip_tokenizer", open_clip_bpe_path().parent / "tokenizer.py"
+        "_openai_clip_tokenizer", _open_clip_file("tokenizer.py")
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -130,3 +130,66 @@ def build_tiny_sd(root: Path, family: str = "sd1", seed: int = 0) -> Path:
         for name in ("vocab.json", "merges.txt"):
             (out / "tokenizer" / name).write_bytes((vocab_dir / name).read_bytes())
     return out
+
+
+def make_checkpoint(
+    src: Path,
+    family: str,
+    path: Path,
+    extra: dict | None = None,
+    *,
+    dtype: str = "float32",
+    ema: bool = False,
+) -> Path:
+    """The diffusers folder ``src`` as one single-file checkpoint in its release's layout.
+
+    Keys are those real releases carry (``cond_stage_model.transformer.text_model.*`` for SD 1.x,
+    OpenCLIP's ``cond_stage_model.model.*`` for SD 2.x, ``conditioner.embedders.{0,1}.*`` for
+    SDXL), with the training leftovers they also hold (the noise schedule, ``position_ids``,
+    ``logit_scale``, EMA bookkeeping). For SD 2.x the text encoder has one more transformer layer
+    than diffusers keeps, and the unused projection, as SD 2 releases have. ``dtype="float16"``
+    makes a "pruned fp16" file; ``ema=True`` adds EMA copies of the UNet under LitEma's dotless
+    names (``model_ema.diffusion_modelinput_blocks00weight``) with other values, as an un-pruned
+    training checkpoint has; readers take the non-EMA weights (diffusers' default too).
+    """
+    import mlx.core as mx
+
+    from edgegen.converters.checkpoint import PREFIXES, from_diffusers
+    from edgegen.converters.diffusers import read_json
+    from edgegen.converters.safetensors_io import read_component
+
+    out = {}
+    for comp, prefix in PREFIXES[family].items():
+        cfg = read_json(src / comp / "config.json")
+        for key, value in from_diffusers(read_component(src / comp), family, comp, cfg).items():
+            out[prefix + key] = value
+    open_clip = {"sd2": "text_encoder", "sdxl": "text_encoder_2"}
+    if family in open_clip:
+        comp = open_clip[family]
+        p = PREFIXES[family][comp]
+        if family == "sd2":
+            n = read_json(src / comp / "config.json")["num_hidden_layers"]
+            last = f"{p}transformer.resblocks.{n - 1}."
+            for key in [k for k in out if k.startswith(last)]:
+                out[key.replace(f".{n - 1}.", f".{n}.", 1)] = out[key] + 1
+            width = out[p + "ln_final.weight"].shape[0]
+            out[p + "text_projection"] = mx.zeros((width, width))
+        out[p + "logit_scale"] = mx.array(4.6)
+    clip_l = PREFIXES[family].get("text_encoder") if family != "sd2" else None
+    if clip_l:
+        out[clip_l + "text_model.embeddings.position_ids"] = mx.arange(77)[None].astype(mx.int64)
+    if ema:
+        unet = PREFIXES[family]["unet"]
+        for key in [k for k in out if k.startswith(unet)]:
+            dotless = "model_ema." + key[len("model.") :].replace(".", "")
+            out[dotless] = out[key] * 0.5 + 0.25
+        out["model_ema.decay"] = mx.array(0.9999)
+        out["model_ema.num_updates"] = mx.array(1000, dtype=mx.int32)
+    betas = mx.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2
+    out["betas"] = betas
+    out["alphas_cumprod"] = mx.cumprod(1 - betas)
+    if dtype == "float16":
+        out = {k: v.astype(mx.float16) if v.dtype == mx.float32 else v for k, v in out.items()}
+    out.update(extra or {})
+    mx.save_safetensors(str(path), out)
+    return path

@@ -42,8 +42,8 @@ def build_tiny_sdxl(root: Path, seed: int = 0, turbo: bool = False) -> Path:
         addition_embed_type="text_time",
         addition_time_embed_dim=8,
         transformer_layers_per_block=(1, 2),
-        projection_class_embeddings_input_dim=80,  # 6 time ids × 8 + 32 pooled
-        cross_attention_dim=64,  # 32 + 32: both encoders' hidden states side by side
+        projection_class_embeddings_input_dim=96,  # 6 time ids × 8 + 48 pooled
+        cross_attention_dim=80,  # 32 + 48: both encoders' hidden states side by side
         norm_num_groups=32,
     )
     torch.manual_seed(seed)
@@ -70,10 +70,15 @@ def build_tiny_sdxl(root: Path, seed: int = 0, turbo: bool = False) -> Path:
         hidden_act="gelu",
         projection_dim=32,
     )
+    # The second encoder is wider, as OpenCLIP bigG (1280) is than CLIP ViT-L (768): readers of
+    # single-file checkpoints (diffusers' too) tell the two towers apart by width.
+    config_2 = CLIPTextConfig(
+        **{**config.to_dict(), "hidden_size": 48, "intermediate_size": 53, "projection_dim": 48}
+    )
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(config)
     torch.manual_seed(seed + 1)
-    text_encoder_2 = CLIPTextModelWithProjection(config)
+    text_encoder_2 = CLIPTextModelWithProjection(config_2)
     common = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
     if turbo:  # SDXL-Turbo's scheduler: Euler ancestral with trailing timesteps
         scheduler = EulerAncestralDiscreteScheduler(**common, timestep_spacing="trailing")

@@ -25,6 +25,8 @@ COMMANDS = {
     "convert": "edgegen.cli.convert:convert",
     "models": "edgegen.cli.models:models",
 }
+# Commands that run models: each says so in one line when MLX would run on a slow BLAS.
+COMPUTE = {"generate", "speak", "render", "convert"}
 
 
 class LazyGroup(click.Group):
@@ -37,6 +39,12 @@ class LazyGroup(click.Group):
             return None
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # noqa: ANN201
+        name, command, rest = super().resolve_command(ctx, args)
+        if name in COMPUTE and not {"-h", "--help"} & set(rest):
+            _note_slow_blas()
+        return name, command, rest
 
     def invoke(self, ctx: click.Context):  # noqa: ANN201
         debug = ctx.params.get("debug") or os.environ.get("EDGEGEN_DEBUG") == "1"
@@ -63,6 +71,17 @@ class LazyGroup(click.Group):
                 err=True,
             )
             ctx.exit(1)
+
+
+def _note_slow_blas() -> None:
+    import mlx.core as mx
+
+    import edgegen
+    from edgegen._blas import slow_blas_note
+
+    note = slow_blas_note(edgegen.BLAS, mx.default_device() == mx.cpu)
+    if note:
+        click.secho(note, fg="yellow", err=True)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from edgegen.converters.clip_vocab import (
     BOS,
+    BPE_PATH,
     END_OF_WORD,
     EOS,
     byte_symbols,
     derive_vocab,
-    open_clip_bpe_path,
     write_tokenizer_files,
 )
 
@@ -75,7 +75,7 @@ def reduced_vocab(
     words: Iterable[str], bpe_gz: Path | None = None
 ) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """CLIP-format (vocab, merges) covering ``words`` with CLIP's own tokenization."""
-    _, merges = derive_vocab(bpe_gz or open_clip_bpe_path())
+    _, merges = derive_vocab(bpe_gz or BPE_PATH)
     ranks = {m: i for i, m in enumerate(merges)}
     keep: set[tuple[str, str]] = set()
     for word in words:
