@@ -22,7 +22,8 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".${extras}"
 if [ -n "$extras" ]; then
-  # open_clip_torch carries the CLIP BPE vocabulary the tokenizer tests use; --no-deps because its
+  # open_clip_torch carries OpenAI's full CLIP merge list and tokenizer, the tests' independent
+  # check of the list edgegen ships; --no-deps because its
   # declared dependencies would pull torchvision and a second (CUDA) torch build.
   .venv/bin/python -m pip install -q --no-deps "open_clip_torch==3.3.0" "ftfy==6.3.1" wcwidth
 fi

@@ -211,3 +211,21 @@ def test_doctor_reports_blas_store_and_speech_lanes(monkeypatch):
     monkeypatch.setenv("EDGEGEN_SPEECH_LANES", "x")
     result = run("doctor")
     assert result.exit_code == 0 and "invalid: EDGEGEN_SPEECH_LANES='x'" in result.output
+
+
+def _every_command():
+    from edgegen.cli import COMMANDS
+    from edgegen.cli.models import models
+
+    return sorted(COMMANDS) + [f"models {name}" for name in models.commands]
+
+
+@pytest.mark.parametrize("command", _every_command())
+def test_help_ends_with_two_or_three_examples(command):
+    result = run(*command.split(), "--help")
+    assert result.exit_code == 0, result.output
+    lines = result.output.rstrip().splitlines()
+    start = max(i for i, line in enumerate(lines) if line.strip() == "Examples:")
+    examples = [line.strip() for line in lines[start + 1 :]]
+    assert 2 <= len(examples) <= 3, examples
+    assert all(f"edgegen {command.split()[0]}" in line for line in examples), examples

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from edgegen.cli.options import examples
 from edgegen.errors import UsageError
 
 
@@ -45,7 +46,14 @@ def _convert_voice(src: str, name: str | None, quantize: int | None, force: bool
     click.echo(f"converted voice into {path}")
 
 
-@click.command("convert")
+@click.command(
+    "convert",
+    epilog=examples(
+        "edgegen convert ~/models/stable-diffusion-v1-5 --to mlx --quantize 8 --name sd15-q8",
+        "edgegen convert ~/Downloads/sd_xl_base_1.0.safetensors --to mlx",
+        "edgegen convert en_US-lessac-medium.onnx --to mlx",
+    ),
+)
 @click.argument("src")
 @click.option("--to", "target", type=click.Choice(["mlx"]), default="mlx", show_default=True)
 @click.option(

@@ -7,6 +7,8 @@ import time
 
 import click
 
+from edgegen.cli.options import examples
+
 
 def sgemm_gflops(n: int = 1024, repeats: int = 5) -> float:
     """Measured float32 matmul throughput of the active MLX device."""
@@ -21,7 +23,10 @@ def sgemm_gflops(n: int = 1024, repeats: int = 5) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
-@click.command("doctor")
+@click.command(
+    "doctor",
+    epilog=examples("edgegen doctor", "edgegen doctor --no-bench    # skip the BLAS measurement"),
+)
 @click.option("--bench/--no-bench", default=True, show_default=True, help="Measure matmul speed.")
 def doctor(bench: bool) -> None:
     """Show the active BLAS, MLX device, versions and model store."""

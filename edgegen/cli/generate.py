@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from edgegen.cli.options import SIZE
-from edgegen.errors import UsageError
+from edgegen.cli.options import SIZE, examples
+from edgegen.errors import ModelNotFoundError, UsageError
 from edgegen.params import GenerationParams
 
 
@@ -24,12 +24,27 @@ def _outputs(output: Path | None, seeds: list[int]) -> list[Path]:
     return [output.with_name(f"{output.stem}-{s}{output.suffix}") for s in seeds]
 
 
-@click.command("generate")
-@click.argument("prompt")
+@click.command(
+    "generate",
+    epilog=examples(
+        'edgegen generate "a red sun in the top left over a calm sea at sunset" -o sun.png',
+        'edgegen generate "a lighthouse on a cliff, watercolor" --model sd15-q8 --seed 7 --count 4',
+        "edgegen generate --from-png sun.png --steps 30    # the PNG's settings, 30 steps",
+    ),
+)
+@click.argument("prompt", required=False)
+@click.option(
+    "--from-png",
+    "from_png",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Take prompt, negative, steps, sampler, CFG, seed and size from the 'parameters' "
+    "text of a PNG (edgegen, A1111, Forge, Fooocus); options given here override them.",
+)
 @click.option(
     "--model", "-m", envvar="EDGEGEN_MODEL", help="Model folder, store name or cached repo id."
 )
-@click.option("--negative", "-n", default="", help="Negative prompt.")
+@click.option("--negative", "-n", default=None, help="Negative prompt.")
 @click.option("--seed", type=int, default=None, help="Random seed (default: random, printed).")
 @click.option(
     "--steps",
@@ -80,9 +95,10 @@ def _outputs(output: Path | None, seeds: list[int]) -> list[Path]:
     help="Output PNG (default: edgegen-SEED.png).",
 )
 def generate(
-    prompt: str,
+    prompt: str | None,
+    from_png: Path | None,
     model: str | None,
-    negative: str,
+    negative: str | None,
     seed: int | None,
     steps: int | None,
     guidance: float | None,
@@ -92,9 +108,33 @@ def generate(
     clip_skip: int | None,
     output: Path | None,
 ) -> None:
-    """Generate images from PROMPT."""
+    """Generate images from PROMPT (or from the settings a PNG recorded, --from-png)."""
     from edgegen.cli.progress import StageTimer, console, step_progress
 
+    model_from_png = None
+    if from_png is not None:
+        from edgegen.pngparams import read_png_parameters
+
+        png = read_png_parameters(from_png)
+        prompt = png.prompt if prompt is None else prompt
+        negative = png.negative if negative is None else negative
+        steps = png.steps if steps is None else steps
+        guidance = png.guidance if guidance is None else guidance
+        scheduler = png.sampler if scheduler is None else scheduler
+        seed = png.seed if seed is None else seed
+        if size is None and png.width and png.height:
+            size = (png.width, png.height)
+        clip_skip = png.clip_skip if clip_skip is None else clip_skip
+        if model is None and png.model:
+            model = model_from_png = png.model
+        if png.ignored:
+            console.print(
+                f"[yellow]note:[/yellow] not applied from the PNG: {', '.join(png.ignored)}",
+                soft_wrap=True,  # one line, however narrow the terminal
+            )
+    if prompt is None:
+        raise UsageError("no prompt: give PROMPT, or --from-png IMAGE to take it from a PNG")
+    negative = negative or ""
     seed = secrets.randbelow(2**31) if seed is None else seed
     width, height = size if size else (None, None)
     params = GenerationParams(
@@ -121,7 +161,14 @@ def generate(
 
     timer = StageTimer()
     with timer.stage("load"):
-        sd = StableDiffusion.load(model)
+        try:
+            sd = StableDiffusion.load(model)
+        except ModelNotFoundError as e:
+            if model_from_png is None:
+                raise
+            raise ModelNotFoundError(
+                f"{e}; the PNG was made with model {model_from_png!r}: pass --model"
+            ) from e
         sampler = sd.sampler_name(scheduler)
         params = sd.resolve_size(params)
         chosen = sd.settings(steps, guidance)

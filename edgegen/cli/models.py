@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from edgegen.cli.convert import human_bytes, precision
+from edgegen.cli.options import examples
 
 
 def _disk_bytes(path: Path) -> int:
@@ -35,12 +36,23 @@ def _expected_files(manifest: dict[str, Any]) -> dict[str, str]:
     return expected
 
 
-@click.group("models")
+@click.group(
+    "models",
+    epilog=examples(
+        "edgegen models list", "edgegen models info sd15-q8", "edgegen models rm sd15-q8"
+    ),
+)
 def models() -> None:
     """List, inspect, verify and remove converted models in the store."""
 
 
-@models.command("list")
+@models.command(
+    "list",
+    epilog=examples(
+        "edgegen models list",
+        "EDGEGEN_HOME=/Volumes/ssd/edgegen edgegen models list    # another store",
+    ),
+)
 def list_() -> None:
     """Every model in the store."""
     from rich.console import Console
@@ -68,7 +80,9 @@ def list_() -> None:
     console.print(table)
 
 
-@models.command("info")
+@models.command(
+    "info", epilog=examples("edgegen models info sd15-q8", "edgegen models info en_us-joe-medium")
+)
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
 def info(name: str, as_json: bool) -> None:
@@ -124,7 +138,10 @@ def info(name: str, as_json: bool) -> None:
         )
 
 
-@models.command("verify")
+@models.command(
+    "verify",
+    epilog=examples("edgegen models verify sd15-q8", "edgegen models verify en_us-joe-medium"),
+)
 @click.argument("name")
 def verify(name: str) -> None:
     """Check every file of NAME against the hashes in its manifest."""
@@ -148,7 +165,9 @@ def verify(name: str) -> None:
     click.echo(f"{name}: {len(expected)} files verified")
 
 
-@models.command("rm")
+@models.command(
+    "rm", epilog=examples("edgegen models rm sd15-q8", "edgegen models rm en_us-joe-medium")
+)
 @click.argument("name")
 def rm(name: str) -> None:
     """Delete NAME from the store."""

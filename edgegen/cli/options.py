@@ -24,3 +24,8 @@ class SizeType(click.ParamType):
 
 
 SIZE = SizeType()
+
+
+def examples(*lines: str) -> str:
+    """A command's help epilog: the example invocations, kept as written (click's ``\\b``)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from edgegen.cli.options import SIZE
+from edgegen.cli.options import SIZE, examples
 from edgegen.video.prompts import STYLES
 
 if TYPE_CHECKING:
@@ -37,7 +37,14 @@ STAGES = {
 }
 
 
-@click.command("render")
+@click.command(
+    "render",
+    epilog=examples(
+        "edgegen render examples/quickstart.md -o quickstart.mp4",
+        "edgegen render examples/storyboard.toml --music theme.mp3 -o story.mp4",
+        "edgegen render script.md --model sd15-q8 --draft -o draft.mp4",
+    ),
+)
 @click.argument("script", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option(
     "--output",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from edgegen.cli.options import examples
 from edgegen.errors import InputFileError, OutputError, UsageError
 
 
@@ -38,7 +39,14 @@ def _read_text(text: str | None, file: Path | None) -> str:
         raise InputFileError(f"cannot read text file {str(file)!r}: {e}") from e
 
 
-@click.command("speak")
+@click.command(
+    "speak",
+    epilog=examples(
+        'edgegen speak "Hello there. It is 5 past 9." -o hello.wav --timings hello.srt',
+        "edgegen speak -f story.txt -o story.wav --speed 0.9",
+        'edgegen speak "Bonjour." --voice ~/voices/fr_FR-siwis-medium.onnx -o bonjour.wav',
+    ),
+)
 @click.argument("text", required=False)
 @click.option(
     "-f",
