@@ -14,42 +14,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from edgegen.models.blocks import GroupNorm
-from edgegen.models.fastmath import at_least, at_most, clamp32, exp32
-
-# exp, sigmoid and erf are built from edgegen.models.fastmath's branch-free exp so that
-# mx.compile fuses each into one vectorised loop (MLX's own are slow library calls on x86).
-
-
-@mx.compile
-def _softmax_numerator(shifted: mx.array) -> mx.array:
-    # exp(s - max) for s - max <= 0; below -32 a weight (< 1.3e-14 of the row's largest) is as
-    # good as zero, so clamping there only keeps the polynomial in range. The shift happens
-    # outside: a broadcast input would push the fused loop onto MLX's slow strided path.
-    return exp32(at_least(shifted, -32.0))
-
-
-@mx.compile
-def silu(x: mx.array) -> mx.array:
-    """x · sigmoid(x) = x / (1 + exp(-x)); past |x| = 32 exp's clamp changes nothing in fp32."""
-    return x / (1.0 + exp32(clamp32(-x)))
-
-
-def _gelu(x: mx.array) -> mx.array:
-    # Exact (erf) GELU as diffusers' GEGLU uses, with erf from Abramowitz & Stegun 7.1.26
-    # (absolute error 1.5e-7): erf(z) = 1 - q(t)·exp(-z²), t = 1 / (1 + 0.3275911 z), z ≥ 0.
-    a = mx.abs(x)
-    z = a * 0.7071067811865476
-    t = 1.0 / (1.0 + 0.3275911 * z)
-    q = t * (
-        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-    )
-    tail = q * exp32(-at_most(z * z, 32.0))  # 1 - erf(|x|/√2)
-    # gelu(x) = x/2 · (1 + sign(x)·erf(|x|/√2)) = (x + |x|·(1 - tail)) / 2: no select needed.
-    return 0.5 * (x + a * (1.0 - tail))
-
-
-gelu = mx.compile(_gelu)
-_geglu = mx.compile(lambda value, gate: value * _gelu(gate))
+from edgegen.models.fastmath import geglu, softmax_numerator
 
 
 def _row_max(s: mx.array) -> mx.array:
@@ -72,10 +37,10 @@ def attention(q: mx.array, k: mx.array, v: mx.array, heads: int) -> mx.array:
     """Multi-head softmax attention over ``(batch, tokens, heads × dim)`` arrays.
 
     On a GPU this is MLX's fused kernel. On the CPU, (batch × head, query) blocks of scores
-    are made cache-sized, the exponential is the polynomial above, and the softmax
-    denominator comes out of the second matmul: ``v`` gets a column of ones, so
-    ``p @ [v | 1]`` yields the weighted sum and the row sum of ``p`` together, and only the
-    ``(tokens, dim)`` result is divided.
+    are made cache-sized, the exponential is the polynomial of
+    :func:`edgegen.models.fastmath.softmax_numerator`, and the softmax denominator comes out
+    of the second matmul: ``v`` gets a column of ones, so ``p @ [v | 1]`` yields the weighted
+    sum and the row sum of ``p`` together, and only the ``(tokens, dim)`` result is divided.
     """
     b, n, c = q.shape
     m = k.shape[1]
@@ -97,7 +62,7 @@ def attention(q: mx.array, k: mx.array, v: mx.array, heads: int) -> mx.array:
         parts = []
         for i in range(0, n, rows):
             s = (qh[g : g + group, i : i + rows] @ kt[g : g + group]).astype(mx.float32)
-            p = _softmax_numerator(s - _row_max(s)).astype(v.dtype)
+            p = softmax_numerator(s - _row_max(s)).astype(v.dtype)
             parts.append(p @ v1[g : g + group])
         outs.append(parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=1))
     o = outs[0] if len(outs) == 1 else mx.concatenate(outs, axis=0)
@@ -138,12 +103,12 @@ class GEGLU(nn.Module):
         if not isinstance(self.proj, nn.Linear):
             # A quantized proj packs its weight; run it whole and split the output.
             value, gate = mx.split(self.proj(x), 2, axis=-1)
-            return _geglu(value, gate)
+            return geglu(value, gate)
         inner = self.proj.weight.shape[0] // 2
         w, bias = self.proj.weight, self.proj.bias
         value = mx.addmm(bias[:inner], x, w[:inner].T)
         gate = mx.addmm(bias[inner:], x, w[inner:].T)
-        return _geglu(value, gate)
+        return geglu(value, gate)
 
 
 class FeedForward(nn.Module):

@@ -15,32 +15,7 @@ from functools import cache
 import mlx.core as mx
 import mlx.nn as nn
 
-# Eigen's rational approximation of tanh on [-7.9, 7.9] (max error ~1e-6, tanh is ±1 outside).
-# MLX's CPU sigmoid is a scalar exp per element, ~10× slower than this all-multiply-add form
-# once mx.compile fuses it into the group-norm pass.
-_TANH_P = (
-    4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
-    -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16,
-)  # fmt: skip
-_TANH_Q = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)
-_TANH_CLIP = 7.90531110763549805
-
-
-def _tanh(x: mx.array) -> mx.array:
-    x = mx.clip(x, -_TANH_CLIP, _TANH_CLIP)
-    x2 = x * x
-    p = _TANH_P[-1]
-    for c in _TANH_P[-2::-1]:
-        p = p * x2 + c
-    q = _TANH_Q[-1]
-    for c in _TANH_Q[-2::-1]:
-        q = q * x2 + c
-    return x * p / q
-
-
-def silu(x: mx.array) -> mx.array:
-    """x·sigmoid(x) as x·(1 + tanh(x/2))/2 with a rational tanh; fuses well under mx.compile."""
-    return x * (0.5 + 0.5 * _tanh(0.5 * x))
+from edgegen.models.fastmath import silu
 
 
 @cache

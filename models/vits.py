@@ -18,7 +18,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from edgegen.models.vits_activations import exp, softmax
+from edgegen.models.fastmath import exp, softmax
 from edgegen.models.vits_decoder import Generator
 from edgegen.models.vits_duration import StochasticDurationPredictor
 from edgegen.models.vits_flow import ResidualCouplingBlock

@@ -25,7 +25,7 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 
-from edgegen.models.vits_activations import tanh
+from edgegen.models.fastmath import tanh
 from edgegen.models.vits_layers import Conv1d, ConvTranspose1d
 
 LRELU_SLOPE = 0.1

@@ -15,7 +15,7 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 
-from edgegen.models.attention import gelu
+from edgegen.models.fastmath import gelu
 from edgegen.models.vits_layers import ChannelNorm, Conv1d, DepthwiseConv1d, NoParams
 
 MIN_BIN_WIDTH = 1e-3

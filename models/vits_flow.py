@@ -9,7 +9,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-from edgegen.models.vits_activations import gated_tanh
+from edgegen.models.fastmath import gated_tanh
 from edgegen.models.vits_layers import Conv1d, NoParams
 
 
