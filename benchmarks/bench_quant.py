@@ -55,8 +55,9 @@ def build(work: Path) -> dict:
     import torch
     from diffusers import UNet2DConditionModel
 
-    from edgegen.converters.convert_sd import ConvertOptions, SourceModel, convert_component
+    from edgegen.convert import ConvertOptions, convert_component
     from edgegen.converters.safetensors_io import read_component
+    from edgegen.converters.source import SourceModel
 
     src = work / "unet"
     if not src.exists():
@@ -78,9 +79,9 @@ def build(work: Path) -> dict:
         t = time.perf_counter()
         entry = convert_component(source, "unet", opts, out)
         info[name] = {
-            "bytes": entry["bytes"],
+            "bytes": entry.bytes,
             "seconds": time.perf_counter() - t,
-            "quantization": entry["quantization"],
+            "quantization": entry.to_dict()["quantization"],
             "config": config,
         }
     (work / "info.json").write_text(json.dumps(info))
@@ -93,11 +94,13 @@ def run_mlx(
     import mlx.core as mx
 
     from edgegen.artifact import DTYPES, load_module
+    from edgegen.converters.quantize import QuantPlan
 
     info = json.loads((work / "info.json").read_text())[artifact]
     t = time.perf_counter()
     unet = load_module(
-        "unet", info["config"], work / artifact / "unet.safetensors", info["quantization"],
+        "unet", info["config"], work / artifact / "unet.safetensors",
+        QuantPlan.from_manifest(info["quantization"]) if info["quantization"] else None,
         DTYPES[dtype], runtime,
     )  # fmt: skip
     mx.eval(unet.parameters())

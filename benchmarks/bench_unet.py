@@ -35,8 +35,8 @@ from pathlib import Path
 SD15 = dict(cross_attention_dim=768, attention_head_dim=8, sample_size=64)
 
 
-def _diffusers_worker(conn, folder: str) -> None:  # noqa: ANN001 (a multiprocessing Connection)
-    # The same glibc setting as edgegen.models.unet._keep_freed_memory, without importing
+def _diffusers_worker(conn, folder: str) -> None:
+    # The same glibc setting as edgegen._blas.keep_freed_memory, without importing
     # edgegen (whose import loads OpenBLAS).
     ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
     ctypes.CDLL("libc.so.6").mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
@@ -55,7 +55,7 @@ def _diffusers_worker(conn, folder: str) -> None:  # noqa: ANN001 (a multiproces
         conn.send((time.perf_counter() - start, out.numpy()))
 
 
-def count_flops(model, x, t, ctx) -> Counter:  # noqa: ANN001
+def count_flops(model, x, t, ctx) -> Counter:
     """FLOPs per op kind of one forward pass, from the shapes of the lazily built graph."""
     import mlx.nn as nn
 
@@ -121,7 +121,7 @@ def main() -> None:
     import mlx.core as mx  # isort: skip
     import numpy as np  # isort: skip
 
-    from edgegen.models.unet import load_unet
+    from edgegen.converters.diffusers import load_unet
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = str(Path(tmp) / "unet")

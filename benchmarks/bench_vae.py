@@ -19,7 +19,7 @@ import argparse
 import os
 import time
 
-import edgegen  # noqa: F401  (optimized BLAS before mlx: mlx is imported below, in main)
+import edgegen
 
 SD15 = {
     "_class_name": "AutoencoderKL",
@@ -33,18 +33,18 @@ SD15 = {
 }
 
 
-def count_decode_flops(model, z) -> float:  # noqa: ANN001 (diffusers model, torch tensor)
+def count_decode_flops(model, z) -> float:
     """Multiply-adds ×2 of the convolutions, linears and attention matmuls of one decode."""
     import torch
 
     flops = 0.0
 
-    def conv(m, _inp, out):  # noqa: ANN001
+    def conv(m, _inp, out):
         nonlocal flops
         k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels
         flops += 2.0 * out.numel() * k
 
-    def linear(m, inp, _out):  # noqa: ANN001
+    def linear(m, inp, _out):
         nonlocal flops
         flops += 2.0 * inp[0].numel() * m.out_features
 
@@ -64,7 +64,7 @@ def count_decode_flops(model, z) -> float:  # noqa: ANN001 (diffusers model, tor
     return flops + 2 * 2.0 * n * n * c
 
 
-def interleaved(fns: dict, repeats: int) -> dict[str, float]:  # noqa: ANN001
+def interleaved(fns: dict, repeats: int) -> dict[str, float]:
     """Best time of each function, run round-robin after one warm-up each: on a shared machine
     the load drifts, and alternating keeps it from favouring whichever side runs first."""
     for fn in fns.values():

@@ -28,6 +28,8 @@ from typing import Any
 
 import mlx.core as mx
 
+from edgegen.converters.safetensors_io import read_file
+from edgegen.converters.source import SourceModel, open_diffusers_source
 from edgegen.errors import ModelError, UnsupportedModelError, UsageError
 
 PREFIXES = {
@@ -356,16 +358,13 @@ def refuse_pickle(path: Path) -> None:
 
 def open_checkpoint(
     path: Path, config_from: str | Path | None = None, prediction_type: str | None = None
-):  # noqa: ANN201 (a convert_sd.SourceModel; imported lazily to avoid a cycle)
+) -> SourceModel:
     """Describe a single-file checkpoint as a convert source.
 
     Configs and tokenizers come from ``config_from`` (a diffusers folder or cached repo id of
     the same architecture, for fine-tunes with unusual settings), else from the standard
     release of the detected family (``checkpoint_presets``).
     """
-    from edgegen.converters.convert_sd import SourceModel, open_diffusers_source
-    from edgegen.converters.safetensors_io import read_file
-
     path = Path(path)
     refuse_pickle(path)
     tensors = read_file(path)
@@ -382,7 +381,10 @@ def open_checkpoint(
             Path(config_from) if Path(config_from).exists() else config_from
         )
         if ref.family != family and {ref.family, family} != {"sd1", "sd2"}:
-            raise UsageError(f"--config-from is a {ref.family} model but {path.name} is {family}")
+            raise UsageError(
+                f"the configuration source {str(config_from)!r} is a {ref.family} model but "
+                f"{path.name} is {family}"
+            )
         source_family = ref.family
         configs = {k: dict(v) for k, v in ref.configs.items()}
         if prediction_type is not None:
@@ -411,8 +413,5 @@ def open_checkpoint(
         ),
         turbo="turbo" in path.stem.lower(),
         keep=keep,
-        hint=""
-        if config_from
-        else f"the standard {family} configuration does not fit this checkpoint: pass "
-        "--config-from with a diffusers folder of its architecture",
+        hint="" if config_from else f"the standard {family} configuration does not fit it",
     )

@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mlx.core as mx
+import mlx.nn as nn
+
+from edgegen.converters.components import build_module, rules
+from edgegen.converters.mapping import load_mapped
+from edgegen.converters.tokenizer import CLIPTokenizer
 from edgegen.errors import ModelError, ModelNotFoundError, UnsupportedModelError
 
 # diffusers pipeline class → edgegen family (refined by the UNet config below).
@@ -57,25 +63,40 @@ class DiffusersModel:
         name = "scheduler_config.json" if component == "scheduler" else "config.json"
         return read_json(folder / name)
 
-    def load_tokenizer(self, which: str = "tokenizer"):  # noqa: ANN201
-        from edgegen.tokenizer import CLIPTokenizer
-
+    def load_tokenizer(self, which: str = "tokenizer") -> CLIPTokenizer:
         return CLIPTokenizer.from_dir(self.components[which])
 
-    def load_text_encoder(self, dtype, which: str = "text_encoder"):  # noqa: ANN001, ANN201
-        from edgegen.models.clip import load_text_encoder
-
+    def load_text_encoder(self, dtype, which: str = "text_encoder"):
         return load_text_encoder(self.components[which], dtype)
 
-    def load_unet(self, dtype):  # noqa: ANN001, ANN201
-        from edgegen.models.unet import load_unet
-
+    def load_unet(self, dtype):
         return load_unet(self.components["unet"], dtype)
 
-    def load_vae(self, dtype):  # noqa: ANN001, ANN201
-        from edgegen.models.vae import load_vae
-
+    def load_vae(self, dtype):
         return load_vae(self.components["vae"], dtype)
+
+
+def load_component(component: str, directory: Path, dtype: mx.Dtype = mx.float32) -> nn.Module:
+    """A component's module from its diffusers/transformers folder (config.json + safetensors)."""
+    directory = Path(directory)
+    model = build_module(component, read_json(directory / "config.json"))
+    where = directory.name if component.startswith("text_encoder") else component
+    return load_mapped(model, directory, rules(component), where, dtype)
+
+
+def load_text_encoder(directory: Path, dtype: mx.Dtype = mx.float32) -> nn.Module:
+    """A CLIP text encoder from a transformers folder."""
+    return load_component("text_encoder", directory, dtype)
+
+
+def load_unet(directory: Path, dtype: mx.Dtype = mx.float32) -> nn.Module:
+    """The UNet of a diffusers ``unet/`` folder."""
+    return load_component("unet", directory, dtype)
+
+
+def load_vae(directory: Path, dtype: mx.Dtype = mx.float32) -> nn.Module:
+    """The AutoencoderKL of a diffusers ``vae/`` folder."""
+    return load_component("vae", directory, dtype)
 
 
 def read_json(path: Path) -> dict[str, Any]:

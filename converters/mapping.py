@@ -116,21 +116,21 @@ def map_weights(
     return out
 
 
-def parameter_shapes(module) -> dict[str, tuple[int, ...]]:  # noqa: ANN001 (an mlx.nn.Module)
+def parameter_shapes(module) -> dict[str, tuple[int, ...]]:
     """Flat ``{path: shape}`` of an MLX module's parameters."""
     from mlx.utils import tree_flatten
 
     return {k: tuple(v.shape) for k, v in tree_flatten(module.parameters())}
 
 
-def load_into(module, weights: Mapping[str, mx.array]) -> None:  # noqa: ANN001
+def load_into(module, weights: Mapping[str, mx.array]) -> None:
     """Assign mapped ``weights`` (flat paths) to ``module`` in place."""
     from mlx.utils import tree_unflatten
 
     module.update(tree_unflatten(list(weights.items())))
 
 
-def load_mapped(module, directory, rules: Sequence[Rule], component: str, dtype: mx.Dtype):  # noqa: ANN001, ANN201
+def load_mapped(module, directory, rules: Sequence[Rule], component: str, dtype: mx.Dtype):
     """Read a component folder's weights, map them strictly onto ``module``, cast to ``dtype``
     and evaluate them now, so a bad file fails at load and not mid-generation."""
     from edgegen.converters.safetensors_io import read_component

@@ -1,4 +1,4 @@
-"""Piper voice (``VOICE.onnx`` + ``VOICE.onnx.json``) -> edgegen voice artifact in the store.
+"""Piper voice (``VOICE.onnx`` + ``VOICE.onnx.json``) -> MLX weights and config.
 
 1. Read the ONNX initializers and nodes (``onnx_reader``; no onnxruntime, no onnx package).
 2. Name every weight by its module path. Most initializers already carry it; the exporter
@@ -9,8 +9,8 @@
 3. Derive the architecture from weight shapes and conv attributes (dilations and strides are
    not in the JSON config), then check strictly: every weight used once, every model parameter
    filled, every shape equal — the offending key is named.
-4. Write ``vits.safetensors`` (MLX layout, optionally 8/4-bit group-quantized), the voice's
-   phoneme config, license and model card into a store artifact, atomically.
+4. Optionally 8/4-bit group-quantize them (:func:`quantize_weights`). Writing the store artifact
+   is the runtime's part (``edgegen/speech/convert.py``).
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def read_voice_json(onnx_path: Path) -> tuple[Path, dict[str, Any]]:
     return path, data
 
 
-def ModelNotFound(path: Path) -> Exception:  # noqa: N802  (error factory)
+def ModelNotFound(path: Path) -> Exception:
     from edgegen.errors import ModelNotFoundError
 
     return ModelNotFoundError(
@@ -207,18 +207,17 @@ def load_piper_onnx(onnx_path: Path):
 
 def check_quantize(bits: int | None) -> None:
     if bits not in (None, 4, 8):
-        raise UsageError(f"--quantize {bits} is not supported for voices; use 8 or 4")
+        raise UsageError(f"voice quantization to {bits} bits is not supported; use 8 or 4")
 
 
 def param_count(weights: dict[str, np.ndarray]) -> int:
     return sum(math.prod(a.shape) for a in weights.values())
 
 
-QUANT_GROUP = 64
 _CHECK_PHONEMES = "həlˈoʊ wˈɜːld, ðɪs ɪz ɐ tˈɛst."
 
 
-def _check_ids(voice_json: dict[str, Any]) -> list[int]:
+def check_ids(voice_json: dict[str, Any]) -> list[int]:
     """A fixed phrase in the voice's own phoneme ids (Piper's BOS/PAD/EOS framing)."""
     id_map = voice_json["phoneme_id_map"]
     ids = [*id_map["^"], *id_map["_"]]
@@ -226,153 +225,3 @@ def _check_ids(voice_json: dict[str, Any]) -> list[int]:
         if ph in id_map:
             ids += [*id_map[ph], *id_map["_"]]
     return [*ids, *id_map["$"]]
-
-
-def quantize_weights(weights: dict[str, np.ndarray], bits: int) -> tuple[dict, list[str]]:
-    """Group-quantize every large conv/linear matrix (C_out, K*C_in) with MLX's affine scheme.
-
-    Returns the arrays to save (``key``, ``key.scales``, ``key.biases`` per quantized key) and
-    the quantized keys. Small or oddly-shaped tensors stay float32.
-    """
-    import mlx.core as mx
-
-    out, quantized = {}, []
-    for k, a in weights.items():
-        flat = a.reshape(a.shape[0], -1) if a.ndim == 3 else None
-        if flat is None or flat.size < 16384 or flat.shape[1] % QUANT_GROUP:
-            out[k] = a
-            continue
-        q, scales, biases = mx.quantize(mx.array(flat), group_size=QUANT_GROUP, bits=bits)
-        out[k], out[f"{k}.scales"], out[f"{k}.biases"] = (
-            np.array(q),
-            np.array(scales),
-            np.array(biases),
-        )
-        quantized.append(k)
-    return out, quantized
-
-
-def dequantize_weights(arrays: dict, quant: dict[str, Any]) -> dict:
-    """Inverse of :func:`quantize_weights` given the manifest's quantization record."""
-    import mlx.core as mx
-
-    keys = quant.get("keys", [])
-    if not keys:
-        return arrays
-    bits, group = int(quant["bits"]), int(quant["group_size"])
-    shapes = quant["shapes"]
-    out = {k: v for k, v in arrays.items() if not k.endswith((".scales", ".biases"))}
-    for k in keys:
-        w = mx.dequantize(
-            arrays[k], arrays[f"{k}.scales"], arrays[f"{k}.biases"], group_size=group, bits=bits
-        )
-        out[k] = w.reshape(shapes[k])
-    return out
-
-
-def _check_audio(model, ids: list[int]) -> np.ndarray:
-    audio, _ = model.synthesize(ids, noise_scale=0.0, noise_w=0.0)
-    if not np.isfinite(audio).all() or float(np.sqrt(np.mean(audio**2))) < 1e-3:
-        from edgegen.errors import QualityError
-
-        raise QualityError("converted voice produced silent or non-finite audio; not stored")
-    return audio
-
-
-def convert_to_store(
-    onnx_path: Path, name: str, quantize: int | None = None, force: bool = False
-) -> Path:
-    """Convert a Piper voice into the store as ``name``; returns the artifact directory."""
-    import mlx.core as mx
-
-    from edgegen import __version__, store
-    from edgegen.models.vits import Vits
-
-    check_quantize(quantize)
-    onnx_path = Path(onnx_path)
-    store.check_name(name)
-    if store.exists(name) and not force:
-        raise UsageError(f"voice {name!r} already exists in the store; pass --force to replace it")
-    cfg, weights, voice_json = load_piper_onnx(onnx_path)
-    json_path = Path(f"{onnx_path}.json")
-    card_path = onnx_path.parent / "MODEL_CARD"
-    card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
-
-    # Self-check: the float model speaks; a quantized one must stay close to it.
-    model = Vits(cfg)
-    model.load_weights([(k, mx.array(v)) for k, v in weights.items()], strict=True)
-    reference = _check_audio(model, _check_ids(voice_json))
-    quality: dict[str, Any] = {"check": "noise-free synthesis of a fixed phrase", "rms_ok": True}
-    to_save, qkeys = weights, []
-    if quantize:
-        to_save, qkeys = quantize_weights(weights, quantize)
-        qmodel = Vits(cfg)
-        deq = dequantize_weights({k: mx.array(v) for k, v in to_save.items()}, _qrecord(
-            quantize, qkeys, weights))  # fmt: skip
-        qmodel.load_weights(list(deq.items()), strict=True)
-        audio = _check_audio(qmodel, _check_ids(voice_json))
-        n = min(len(audio), len(reference))
-        corr = float(np.corrcoef(audio[:n], reference[:n])[0, 1])
-        quality["correlation_vs_float"] = round(corr, 5)
-        if corr < 0.95:
-            from edgegen.errors import QualityError
-
-            raise QualityError(
-                f"{quantize}-bit voice correlates {corr:.3f} with the float voice (< 0.95); "
-                "use --quantize 8 or none"
-            )
-
-    from safetensors.numpy import save_file
-
-    with store.new_artifact(name, force=force) as tmp:
-        save_file(
-            {k: np.ascontiguousarray(v) for k, v in to_save.items()}, tmp / "vits.safetensors"
-        )
-        (tmp / "voice.json").write_text(json.dumps(voice_json, ensure_ascii=False), "utf-8")
-        files = {onnx_path.name: store.sha256_file(onnx_path)}
-        files[json_path.name] = store.sha256_file(json_path)
-        component = {
-            "file": "vits.safetensors",
-            "dtype": "float32",
-            "layout": "mlx (C_out, K, C_in)",
-            "quantization": _qrecord(quantize, qkeys, weights) if quantize else None,
-            "bytes": (tmp / "vits.safetensors").stat().st_size,
-            "sha256": store.sha256_file(tmp / "vits.safetensors"),
-            "parameters": param_count(weights),
-        }
-        store.write_manifest(
-            tmp,
-            {
-                "name": name,
-                "kind": "voice",
-                "family": "piper-vits",
-                "edgegen_version": __version__,
-                "created": store.now_iso(),
-                "source": {"path": str(onnx_path), "files": files},
-                "targets": {"mlx": {"components": {"vits": component}}},
-                "config": {**cfg.to_dict(), "voice_config": "voice.json"},
-                "license": _license(voice_json, card),
-                "model_card": card,
-                "quality": quality,
-            },
-        )
-    return store.models_dir() / name
-
-
-def _qrecord(bits: int, keys: list[str], weights: dict[str, np.ndarray]) -> dict[str, Any]:
-    return {
-        "bits": bits,
-        "group_size": QUANT_GROUP,
-        "mode": "affine",
-        "keys": keys,
-        "shapes": {k: list(weights[k].shape) for k in keys},
-    }
-
-
-def _license(voice_json: dict[str, Any], card: str) -> str:
-    """The voice's license: the config's own field, else the model card's "License:" line."""
-    if lic := voice_json.get("license"):
-        return str(lic)
-    if m := re.search(r"License:\s*(.+)", card):
-        return m.group(1).strip()
-    return "unknown (no license in the voice config or model card)"

@@ -52,12 +52,14 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
+from edgegen.device import on_gpu
 from edgegen.errors import ModelError, UsageError
 
 BITS = (4, 8)
 GROUP_SIZES = (32, 64, 128)
 MODE = "affine"
 MIN_WEIGHTS = 4096  # layers smaller than this stay float: nothing to save, only error to add
+VOICE_MIN_WEIGHTS = 16384  # a voice's small kernels stay float (its size is in the big ones)
 TEXT_ENCODER_MIN_BITS = 8
 RUNTIMES = ("fused", "on-the-fly", "at-load")
 RUNTIME_ENV = "EDGEGEN_QUANT_RUNTIME"
@@ -80,8 +82,20 @@ class QuantPlan:
     layers: tuple[str, ...]  # module paths, e.g. "down_blocks.1.resnets.0.conv1"
     kept: dict[str, str] = field(default_factory=dict)  # module path → reason it stays float
     mode: str = MODE
+    # How the packed tensors are named: "module" (``PATH.weight``, ``PATH.scales``,
+    # ``PATH.biases``, what edgegen writes) or "weight" (``PATH.weight.scales``, as format-1
+    # voices were written; read, never written).
+    naming: str = "module"
+    legacy_record: dict[str, Any] | None = field(default=None, compare=False)  # as read
+
+    def packed(self, path: str) -> tuple[str, str, str]:
+        """The names of layer ``path``'s packed weight, scales and biases."""
+        base = f"{path}.weight." if self.naming == "weight" else f"{path}."
+        return f"{path}.weight", f"{base}scales", f"{base}biases"
 
     def to_manifest(self) -> dict[str, Any]:
+        if self.legacy_record is not None:  # a format-1 voice's record, written back as read
+            return dict(self.legacy_record)
         return {
             "mode": self.mode,
             "bits": self.bits,
@@ -92,15 +106,23 @@ class QuantPlan:
 
     @classmethod
     def from_manifest(cls, d: dict[str, Any]) -> QuantPlan:
+        """The plan a manifest records; also reads format-1 voices' record, which listed the
+        quantized parameters (``"keys": ["dec.ups.0.weight", ...]``) instead of layers."""
         try:
+            legacy = "layers" not in d and "keys" in d
+            keys = list(d["keys"] if legacy else d["layers"])
+            if legacy and not all(k.endswith(".weight") for k in keys):
+                raise ValueError("a quantized key is not a weight")
             plan = cls(
                 bits=int(d["bits"]),
                 group_size=int(d["group_size"]),
-                layers=tuple(d["layers"]),
+                layers=tuple(k.removesuffix(".weight") for k in keys) if legacy else tuple(keys),
                 kept=dict(d.get("kept", {})),
                 mode=str(d.get("mode", MODE)),
+                naming="weight" if legacy else "module",
+                legacy_record=dict(d) if legacy else None,
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ModelError(f"manifest quantization entry is malformed: {e}") from e
         if plan.mode != MODE or plan.bits not in BITS:
             raise ModelError(
@@ -112,9 +134,11 @@ class QuantPlan:
 
 def check_options(bits: int | None, group_size: int) -> None:
     if bits is not None and bits not in BITS:
-        raise UsageError(f"--quantize {bits} is not supported; choose one of {BITS}")
+        raise UsageError(f"quantization to {bits} bits is not supported; choose one of {BITS}")
     if group_size not in GROUP_SIZES:
-        raise UsageError(f"--group-size {group_size} is not supported; choose one of {GROUP_SIZES}")
+        raise UsageError(
+            f"quantization group size {group_size} is not supported; choose one of {GROUP_SIZES}"
+        )
 
 
 def _in_features(module: nn.Module) -> int:
@@ -127,6 +151,8 @@ def plan(component: str, model: nn.Module, bits: int, group_size: int) -> QuantP
     component that is never quantized (the VAE). The plan may list no layers at all."""
     if component == "vae":
         return None
+    if component == "vits":
+        return _plan_voice(model, bits, group_size)
     text = component.startswith("text_encoder")
     if text:
         bits = max(bits, TEXT_ENCODER_MIN_BITS)
@@ -149,6 +175,25 @@ def plan(component: str, model: nn.Module, bits: int, group_size: int) -> QuantP
     return QuantPlan(bits, group_size, tuple(sorted(layers)), kept)
 
 
+def _plan_voice(model: nn.Module, bits: int, group_size: int) -> QuantPlan:
+    """A Piper voice: every 1-D convolution kernel (MLX layout (C_out, K, C_in), quantized as
+    (C_out, K·C_in) rows) of at least ``VOICE_MIN_WEIGHTS`` weights. The rest (norms, flows'
+    small projections, the relative-position tables) stays float32."""
+    layers, kept = [], {}
+    for path, module in model.named_modules():
+        w = module.get("weight") if isinstance(module, nn.Module) else None
+        if not isinstance(w, mx.array) or w.ndim != 3:
+            continue
+        width = int(w.size // w.shape[0])
+        if w.size < VOICE_MIN_WEIGHTS:
+            kept[path] = f"small ({w.size} weights)"
+        elif width % group_size:
+            kept[path] = f"input width {width} not a multiple of {group_size}"
+        else:
+            layers.append(path)
+    return QuantPlan(bits, group_size, tuple(sorted(layers)), kept)
+
+
 def quantize_weights(
     weights: dict[str, mx.array], qplan: QuantPlan, dtype: mx.Dtype
 ) -> dict[str, mx.array]:
@@ -160,13 +205,14 @@ def quantize_weights(
     """
     out = dict(weights)
     for path in qplan.layers:
-        w = out.pop(f"{path}.weight").astype(mx.float32)
+        weight, scales_name, biases_name = qplan.packed(path)
+        w = out.pop(weight).astype(mx.float32)
         q, scales, biases = mx.quantize(
             w.reshape(w.shape[0], -1), qplan.group_size, qplan.bits, mode=qplan.mode
         )
-        out[f"{path}.weight"] = q
-        out[f"{path}.scales"] = scales.astype(dtype)
-        out[f"{path}.biases"] = biases.astype(dtype)
+        out[weight] = q
+        out[scales_name] = scales.astype(dtype)
+        out[biases_name] = biases.astype(dtype)
     return out
 
 
@@ -237,7 +283,7 @@ def runtime_mode() -> str:
         if chosen not in RUNTIMES:
             raise UsageError(f"{RUNTIME_ENV}={chosen!r} is not valid; choose one of {RUNTIMES}")
         return chosen
-    return "at-load" if mx.default_device() == mx.cpu else "fused"
+    return "fused" if on_gpu() else "at-load"
 
 
 def apply_plan(model: nn.Module, qplan: QuantPlan, runtime: str) -> None:
@@ -276,12 +322,16 @@ def dequantize_weights(
     """Packed weights back to float ``dtype`` tensors of the float model's ``shapes``."""
     out = dict(weights)
     for path in qplan.layers:
-        w = dequantize(
-            out.pop(f"{path}.weight"),
-            out.pop(f"{path}.scales").astype(mx.float32),
-            out.pop(f"{path}.biases").astype(mx.float32),
-            qplan.group_size,
-            qplan.bits,
-        )
-        out[f"{path}.weight"] = w.reshape(shapes[f"{path}.weight"]).astype(dtype)
+        weight, scales, biases = qplan.packed(path)
+        try:
+            w = dequantize(
+                out.pop(weight),
+                out.pop(scales).astype(mx.float32),
+                out.pop(biases).astype(mx.float32),
+                qplan.group_size,
+                qplan.bits,
+            )
+        except KeyError as e:
+            raise ModelError(f"quantized layer {path!r} lacks its packed tensor {e}") from None
+        out[weight] = w.reshape(shapes[weight]).astype(dtype)
     return out

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from edgegen.errors import ModelError
+from edgegen.errors import ModelError, OutputError
 
 _ITEMSIZE = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
@@ -68,6 +68,16 @@ def read_header(path: Path) -> dict[str, dict]:
                 f"data holds {data_len}"
             )
     return header
+
+
+def write_file(path: Path, arrays: dict[str, mx.array], metadata: dict[str, str]) -> int:
+    """Write ``arrays`` (MLX layout, flat names) as one safetensors file: every artifact's
+    weights go through here. Returns the file's size in bytes."""
+    try:
+        mx.save_safetensors(str(path), arrays, metadata=metadata)
+        return Path(path).stat().st_size
+    except (RuntimeError, OSError, ValueError) as e:
+        raise OutputError(f"cannot write {str(path)!r}: {e}") from e
 
 
 def read_file(path: Path) -> dict[str, mx.array]:

@@ -18,11 +18,32 @@ contract and documented in the README:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class EdgegenError(Exception):
-    """Base class: a one-line, user-facing message plus a process exit code."""
+    """Base class: a one-line, user-facing message plus a process exit code.
+
+    Where one parameter would fix the problem, ``option`` names it as the library spells it
+    (``"force"``, ``"config_from"``) and ``advice`` says what to do, with ``{}`` where the
+    parameter goes: the library never names a command-line flag, and the CLI, which knows its
+    flags, spells the option as one (:meth:`describe`).
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str, *, option: str | None = None, advice: str = "") -> None:
+        super().__init__(message)
+        self.message, self.option, self.advice = message, option, advice
+
+    def describe(self, spell: Callable[[str], str] = str) -> str:
+        """The message with its advice, ``option`` spelled by ``spell``."""
+        if self.option is None or not self.advice:
+            return self.message
+        return f"{self.message}; {self.advice.format(spell(self.option))}"
+
+    def __str__(self) -> str:
+        return self.describe()
 
 
 class UsageError(EdgegenError, ValueError):

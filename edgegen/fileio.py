@@ -1,4 +1,4 @@
-"""Atomic output: write to a temporary name beside the target, then rename.
+"""Atomic output (write to a temporary name beside the target, then rename) and file hashes.
 
 A crash, Ctrl-C or full disk never leaves a partial file under the final name.
 """
@@ -6,6 +6,7 @@ A crash, Ctrl-C or full disk never leaves a partial file under the final name.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -54,3 +55,12 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """The hex SHA-256 of a file, read in ``chunk``-byte blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -15,15 +15,15 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
 import numpy as np
 
+from edgegen.device import vae_dtype
 from edgegen.params import GenerationParams, portrait_size
 from edgegen.samplers import make_sampler
-from edgegen.sources import ModelSource, open_model
+from edgegen.sources import ModelSource
 
 
 class PromptTruncatedWarning(UserWarning):
@@ -35,16 +35,6 @@ class Step:
     index: int  # 0-based step just completed
     total: int
     latents: mx.array  # NHWC, lazy until the caller evaluates it
-
-
-def compute_dtype(stored: mx.Dtype | None, on_gpu: bool) -> mx.Dtype:
-    """What a model computes in by default: on a GPU, the precision its converted artifact
-    stores (fp16/bf16 halve memory traffic there); on the CPU always float32, because MLX's
-    CPU fp16 arithmetic measured ~20x slower than fp32 here. Folders without a recorded
-    precision compute in float32."""
-    if on_gpu and stored is not None and stored in (mx.float16, mx.bfloat16):
-        return stored
-    return mx.float32
 
 
 class StableDiffusion:
@@ -65,43 +55,31 @@ class StableDiffusion:
         self.native = int(unet_cfg.get("sample_size", 64)) * self.vae_scale
         self.scheduler_config = source.config("scheduler")
 
-    @classmethod
-    def load(cls, model: str | Path, dtype: mx.Dtype | None = None) -> StableDiffusion:
-        """Open a store name, a model folder or a cached repo id; weights load on first use.
-
-        ``dtype`` is what the model computes in; by default :func:`compute_dtype` picks it."""
-        source = open_model(model)
-        if dtype is None:
-            dtype = compute_dtype(getattr(source, "dtype", None), mx.default_device() != mx.cpu)
-        if source.family == "sdxl" and cls is StableDiffusion:
-            from edgegen.sdxl import StableDiffusionXL
-
-            return StableDiffusionXL(source, dtype)
-        return cls(source, dtype)
-
     # Components, loaded on first use and kept warm.
     @property
-    def tokenizer(self):  # noqa: ANN201
+    def tokenizer(self):
         if self._tokenizer is None:
             self._tokenizer = self.source.load_tokenizer()
         return self._tokenizer
 
     @property
-    def text_encoder(self):  # noqa: ANN201
+    def text_encoder(self):
         if self._text_encoder is None:
             self._text_encoder = self.source.load_text_encoder(self.dtype)
         return self._text_encoder
 
     @property
-    def unet(self):  # noqa: ANN201
+    def unet(self):
         if self._unet is None:
             self._unet = self.source.load_unet(self.dtype)
         return self._unet
 
     @property
-    def vae(self):  # noqa: ANN201
+    def vae(self):
         if self._vae is None:
-            self._vae = self.source.load_vae(self.dtype)
+            self._vae = self.source.load_vae(
+                vae_dtype(self.dtype, self.family, self.source.config("vae"))
+            )
         return self._vae
 
     @property
@@ -198,12 +176,15 @@ class StableDiffusion:
             yield Step(i, len(sampler.timesteps), x)
 
     # 3. Decoding
-    def decode(self, latents: mx.array) -> np.ndarray:
-        """Latents (NHWC) → uint8 images (N, H, W, 3), rounded as diffusers does."""
+    def decode_float(self, latents: mx.array) -> mx.array:
+        """Latents (NHWC) → float32 images in [0, 1] (N, H, W, 3)."""
         scaling = self.vae.config.scaling_factor
         images = self.vae.decode((latents / scaling).astype(self.dtype)).astype(mx.float32)
-        images = mx.clip(images / 2 + 0.5, 0.0, 1.0)
-        return np.array(mx.round(images * 255)).astype(np.uint8)
+        return mx.clip(images / 2 + 0.5, 0.0, 1.0)
+
+    def decode(self, latents: mx.array) -> np.ndarray:
+        """Latents (NHWC) → uint8 images (N, H, W, 3), rounded as diffusers does."""
+        return np.array(mx.round(self.decode_float(latents) * 255)).astype(np.uint8)
 
     def generate(
         self, p: GenerationParams, latents: mx.array | None = None, count: int = 1
@@ -214,37 +195,3 @@ class StableDiffusion:
             x = step.latents
             mx.eval(x)
         return self.decode(x)
-
-
-class StableDiffusionImageSource:
-    """Adapts :class:`StableDiffusion` to the video renderer's ``ImageSource`` protocol.
-
-    One instance keeps the model warm across all scenes of a video.
-    """
-
-    def __init__(
-        self,
-        sd: StableDiffusion,
-        steps: int | None = None,
-        guidance: float | None = None,
-        sampler: str | None = None,
-    ) -> None:
-        """``steps``/``guidance`` default as :meth:`StableDiffusion.settings` says."""
-        self.sd = sd
-        self.steps, self.guidance = sd.settings(steps, guidance)
-        self.sampler = sampler
-        # Keys the image cache.
-        self.name = f"{sd.name}:{self.steps}:{self.guidance:g}:{sd.sampler_name(sampler)}"
-        self.native_size = sd.default_size
-
-    @classmethod
-    def load(cls, model: str | Path, **settings) -> StableDiffusionImageSource:  # noqa: ANN003
-        return cls(StableDiffusion.load(model), **settings)
-
-    def generate(self, prompt: str, negative: str, seed: int, width: int, height: int):  # noqa: ANN201
-        from PIL import Image
-
-        p = GenerationParams(
-            prompt, negative, self.steps, self.guidance, self.sampler, seed, width, height
-        )
-        return Image.fromarray(self.sd.generate(p)[0])

@@ -23,6 +23,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edgegen.errors import InputFileError
 
@@ -103,20 +104,31 @@ def parse_parameters(text: str, where: str = "parameters") -> PngParameters:
     sampler = lower.get("sampler")
     if sampler and lower.get("schedule type", "").lower() == "karras":
         sampler += " karras"
-    width, height = _size(lower.get("size"), where)
     clip_skip = _number(lower, "clip skip", int, where)
-    return PngParameters(
+    return _parameters(
+        lower, ("steps", "cfg scale", "seed"), where,
         prompt="\n".join(prompt_lines),
         negative="\n".join(negative_lines),
-        steps=_number(lower, "steps", int, where),
         sampler=_sampler(sampler, where),
-        guidance=_number(lower, "cfg scale", float, where),
-        seed=_number(lower, "seed", int, where),
-        width=width,
-        height=height,
+        size=_size(lower.get("size"), where),
         clip_skip=None if clip_skip is None else clip_skip - 1,  # A1111 counts the last as 1
         model=lower.get("model"),
         ignored=tuple(k for k in fields if k.lower() not in _INFORMATIONAL),
+    )  # fmt: skip
+
+
+def _parameters(
+    fields: dict[str, str], names: tuple[str, str, str], where: str, size: tuple, **given: Any
+) -> PngParameters:
+    """The parameters of one writer's ``fields``; ``names``: its keys for steps, guidance and
+    seed, read as numbers (a bad one is a one-line error naming it)."""
+    kinds = (int, float, int)
+    steps, guidance, seed = (
+        _number(fields, name, kind, where) for name, kind in zip(names, kinds, strict=True)
+    )
+    width, height = size
+    return PngParameters(
+        steps=steps, guidance=guidance, seed=seed, width=width, height=height, **given
     )
 
 
@@ -138,18 +150,15 @@ def _parse_fooocus(text: str, where: str) -> PngParameters:
     known = {"prompt", "negative_prompt", "steps", "sampler", "scheduler", "guidance_scale",
              "seed", "resolution", "base_model", "version", "full_prompt", "full_negative_prompt",
              "metadata_scheme"}  # fmt: skip
-    return PngParameters(
+    return _parameters(
+        fields, ("steps", "guidance_scale", "seed"), where,
         prompt=fields["prompt"],
         negative=fields.get("negative_prompt", ""),
-        steps=_number(fields, "steps", int, where),
         sampler=_sampler(sampler, where),
-        guidance=_number(fields, "guidance_scale", float, where),
-        seed=_number(fields, "seed", int, where),
-        width=width,
-        height=height,
+        size=(width, height),
         model=fields.get("base_model"),
         ignored=tuple(k for k in data if k.lower() not in known),
-    )
+    )  # fmt: skip
 
 
 def _unquote(value: str) -> str:
@@ -164,13 +173,14 @@ def _sampler(label: str | None, where: str) -> str | None:
     name = SAMPLER_NAMES.get(label.strip().lower())
     if name is None:
         raise InputFileError(
-            f"{where}: sampler {label!r} is not one edgegen has; it reads {', '.join(LABELS)} "
-            "(or pass --scheduler to choose one)"
+            f"{where}: sampler {label!r} is not one edgegen has; it reads {', '.join(LABELS)}",
+            option="scheduler",
+            advice="pass {} to choose one",
         )
     return name
 
 
-def _number(fields: dict[str, str], key: str, kind: type[int] | type[float], where: str):  # noqa: ANN202
+def _number(fields: dict[str, str], key: str, kind: type[int] | type[float], where: str):
     value = fields.get(key, "")
     if value == "":
         return None

@@ -56,24 +56,16 @@ class StableDiffusionXL(StableDiffusion):
         )
 
     @property
-    def tokenizer_2(self):  # noqa: ANN201
+    def tokenizer_2(self):
         if self._tokenizer_2 is None:
             self._tokenizer_2 = self.source.load_tokenizer("tokenizer_2")
         return self._tokenizer_2
 
     @property
-    def text_encoder_2(self):  # noqa: ANN201
+    def text_encoder_2(self):
         if self._text_encoder_2 is None:
             self._text_encoder_2 = self.source.load_text_encoder(self.dtype, "text_encoder_2")
         return self._text_encoder_2
-
-    @property
-    def vae(self):  # noqa: ANN201
-        if self._vae is None:
-            upcast = self.source.config("vae").get("force_upcast", True)
-            dtype = mx.float32 if upcast and self.dtype == mx.float16 else self.dtype
-            self._vae = self.source.load_vae(dtype)
-        return self._vae
 
     def _ids(self, tokenizer: Any, prompts: list[str]) -> mx.array:
         batch = tokenizer.encode(prompts)

@@ -8,19 +8,7 @@ Layout::
 ``EDGEGEN_HOME`` defaults to ``~/Library/Application Support/edgegen`` on macOS and
 ``$XDG_DATA_HOME/edgegen`` (``~/.local/share/edgegen``) elsewhere.
 
-The manifest is self-describing and versioned (``format_version``). A loader refuses a newer
-format with a clear message and keeps reading every older one. Its top-level keys::
-
-    format          "edgegen-model"
-    format_version  int, FORMAT_VERSION when written
-    name, kind      store name; "diffusion" | "voice" | "upscaler"
-    family          e.g. "sd1", "sd2", "sdxl", "piper-vits"
-    edgegen_version, created (ISO 8601 UTC)
-    source          {"path": str, "files": {relative name: sha256}}
-    targets         {"mlx": {"components": {name: {"file", "dtype", "quantization", "bytes",
-                     "sha256"}}}, "coreml": {...}}   (room for several targets)
-    config          the model's own configuration (family-specific)
-    license, model_card, quality   optional
+Each artifact's ``manifest.json`` is an ``edgegen.converters.manifest.Manifest``.
 Artifacts are written into a hidden temporary directory and renamed into place at the end, so a
 crash or Ctrl-C never leaves a half-written model visible. The directory's name carries the
 writer's pid; one whose writer was killed outright (``kill -9``) is removed by the next write.
@@ -29,8 +17,6 @@ writer's pid; one whose writer was killed outright (``kill -9``) is removed by t
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import re
 import shutil
@@ -39,13 +25,11 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+from edgegen.converters.manifest import FORMAT_VERSION, MANIFEST, Manifest
 from edgegen.errors import ModelError, ModelNotFoundError, OutputError, UsageError
 
-FORMAT = "edgegen-model"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+__all__ = ["FORMAT_VERSION", "MANIFEST", "find", "home", "list_models", "new_artifact"]
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
@@ -71,41 +55,11 @@ def check_name(name: str) -> str:
     return name
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
-def read_manifest(model_dir: Path) -> dict[str, Any]:
-    """Read and validate ``model_dir/manifest.json``; refuse formats newer than this edgegen."""
-    path = Path(model_dir) / MANIFEST
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ModelError(f"{str(model_dir)!r} has no {MANIFEST}; it is not an edgegen model") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{str(path)!r} is not valid JSON: {e}") from e
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ModelError(f"{str(path)!r} is not an edgegen manifest (format != {FORMAT!r})")
-    version = data.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise ModelError(f"{str(path)!r} has invalid format_version {version!r}")
-    if version > FORMAT_VERSION:
-        raise ModelError(
-            f"model {data.get('name')!r} uses format version {version}, newer than this edgegen "
-            f"reads (≤ {FORMAT_VERSION}); upgrade edgegen"
-        )
-    return data
-
-
-def list_models() -> list[tuple[Path, dict[str, Any]]]:
+def list_models() -> list[tuple[Path, Manifest]]:
     """Every readable model in the store, sorted by name; unreadable entries are skipped."""
     root = models_dir()
     found = []
@@ -114,7 +68,7 @@ def list_models() -> list[tuple[Path, dict[str, Any]]]:
             if entry.name.startswith(".") or not entry.is_dir():
                 continue
             with contextlib.suppress(ModelError):
-                found.append((entry, read_manifest(entry)))
+                found.append((entry, Manifest.read(entry)))
     return found
 
 
@@ -142,7 +96,10 @@ def new_artifact(name: str, force: bool = False) -> Iterator[Path]:
     check_name(name)
     final = models_dir() / name
     if final.exists() and not force:
-        raise UsageError(f"model {name!r} already exists in the store; pass --force to replace it")
+        raise UsageError(
+            f"model {name!r} already exists in the store", option="force",
+            advice="pass {} to replace it",
+        )  # fmt: skip
     try:
         models_dir().mkdir(parents=True, exist_ok=True)
         sweep_stale()
@@ -202,10 +159,3 @@ def sweep_stale() -> list[Path]:
 
 def remove(name: str) -> None:
     shutil.rmtree(find(name))
-
-
-def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    data = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest}
-    (Path(directory) / MANIFEST).write_text(
-        json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
-    )

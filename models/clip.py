@@ -15,7 +15,6 @@ self_attn.q_proj``) so the weight mapping in ``rules_clip`` is nearly the identi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
@@ -250,15 +249,3 @@ def encode_sdxl_prompt_embeddings(
     _check_clip_skip(skip, model.config.num_hidden_layers - 1)
     out = model(input_ids, output_hidden_states=True)
     return out.hidden_states[-(skip + 2)], out.text_embeds
-
-
-def load_text_encoder(directory: Path, dtype: mx.Dtype = mx.float32) -> CLIPTextModel:
-    """A CLIP text encoder from a transformers folder (``config.json`` + safetensors)."""
-    from edgegen.converters.diffusers import read_json
-    from edgegen.converters.mapping import load_mapped
-    from edgegen.converters.rules_clip import RULES
-
-    directory = Path(directory)
-    config = CLIPTextConfig.from_dict(read_json(directory / "config.json"))
-    model = CLIPTextModel(config)
-    return load_mapped(model, directory, RULES, directory.name, dtype)

@@ -12,11 +12,7 @@ it). SD1 gives one count for all blocks (8 heads of C/8 channels); SD2 gives one
 
 from __future__ import annotations
 
-import ctypes
-import sys
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
@@ -333,29 +329,9 @@ class MidBlock(nn.Module):
         return self.resnets[1](self.attentions[0](x, context), temb)
 
 
-@cache
-def _keep_freed_memory() -> None:
-    """Make glibc keep large freed blocks for reuse (process-wide; Linux only).
-
-    glibc hands blocks over 32 MB straight back to the kernel, and MLX's CPU allocator keeps no
-    cache of its own, so every large temporary (a 64×64×1280 activation is 40 MB) is faulted in
-    page by page again: an element-wise op on such a map ran 6× slower than on reused memory.
-    """
-    if sys.platform != "linux":
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt parameters from <malloc.h>
-    libc.mallopt(m_mmap_threshold, 1 << 30)
-    libc.mallopt(m_trim_threshold, 1 << 30)
-
-
 class UNet2DConditionModel(nn.Module):
     def __init__(self, config: UNetConfig):
         super().__init__()
-        _keep_freed_memory()
         self.config = config
         cfg = config
         c0 = cfg.block_out_channels[0]
@@ -446,15 +422,3 @@ class UNet2DConditionModel(nn.Module):
 
         # 4. Out.
         return self.conv_out(self.conv_norm_out(x, silu=True))
-
-
-def load_unet(directory: Path, dtype: mx.Dtype = mx.float32) -> UNet2DConditionModel:
-    """Build the UNet described by ``directory/config.json`` and load its safetensors weights."""
-    from edgegen.converters.diffusers import read_json
-    from edgegen.converters.mapping import load_mapped
-    from edgegen.converters.rules_unet import RULES
-
-    directory = Path(directory)
-    config = UNetConfig.from_dict(read_json(directory / "config.json"))
-    model = UNet2DConditionModel(config)
-    return load_mapped(model, directory, RULES, "unet", dtype)

@@ -12,7 +12,6 @@ Module paths equal diffusers' parameter names (``decoder.up_blocks.0.resnets.1.c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
@@ -284,15 +283,3 @@ class AutoencoderKL(nn.Module):
                 out[:, ry, rx] += np.array(part.astype(mx.float32)) * wt
                 weight[:, ry, rx] += wt
         return mx.array(out / weight).astype(z.dtype)
-
-
-def load_vae(directory: Path, dtype: mx.Dtype = mx.float32) -> AutoencoderKL:
-    """An AutoencoderKL from a diffusers ``vae/`` folder (config.json + safetensors)."""
-    from edgegen.converters.diffusers import read_json
-    from edgegen.converters.mapping import load_mapped
-    from edgegen.converters.rules_vae import RULES
-
-    directory = Path(directory)
-    config = VAEConfig.from_dict(read_json(directory / "config.json"))
-    model = AutoencoderKL(config)
-    return load_mapped(model, directory, RULES, "vae", dtype)

@@ -1,16 +1,20 @@
 """Write the back-compat fixtures in tests/artifacts: one tiny converted model per format version.
 
 Users' top complaint about converted models is that an update stops them loading. Each
-``tests/artifacts/format-<N>/`` holds a micro SD1-style model converted (4-bit, so both packed
-and float tensors are covered) by the edgegen that wrote format N, plus ``expected.npy``: the
-image that edgegen rendered from it with the parameters in ``RENDER``. tests/test_convert_compat.py
-checks that today's loader still reads every one of them and renders the same image.
+``tests/artifacts/format-<N>/`` holds, as the edgegen that wrote format N converted them:
 
-Run it only when ``edgegen.store.FORMAT_VERSION`` goes up, to ADD the new version's folder::
+- ``micro-sd1-q4``: a micro SD1-style model (4-bit, so both packed and float tensors are
+  covered), and ``expected.npy``, the image rendered from it with the parameters in ``RENDER``;
+- ``micro-voice-q8``: a micro random Piper-VITS voice (8-bit), and ``expected-voice.npy``, the
+  noise-free audio it spoke for ``VOICE_IDS``.
+
+tests/test_convert_compat.py checks that today's loaders still read every one of them and
+produce the same image and audio. Run this only when ``edgegen.store.FORMAT_VERSION`` goes up,
+to ADD the new version's folder::
 
     .venv/bin/python tests/make_artifacts.py
 
-It refuses to overwrite an existing version: old fixtures are never regenerated.
+It writes only fixtures that are missing: old fixtures are never regenerated.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import edgegen  # noqa: F401  (optimized BLAS before mlx)
 
 HERE = Path(__file__).parent
 NAME = "micro-sd1-q4"
+VOICE = "micro-voice-q8"
+VOICE_IDS = [1, 0, 5, 0, 6, 0, 7, 0, 8, 0, 2]
 RENDER = {"prompt": "a red sun", "negative": "", "steps": 2, "guidance": 4.0, "seed": 3, "size": 64}
 
 
@@ -85,14 +91,56 @@ def build_micro_sd1(root: Path) -> Path:
     return out
 
 
-def render(model: Path):  # noqa: ANN201
+def build_micro_voice():
+    """A micro random Piper-VITS voice, wide enough in two layers to be quantized (a few MB)."""
+    import numpy as np
+    from mlx.utils import tree_flatten
+
+    from edgegen.models.vits import Vits, VitsConfig
+
+    cfg = VitsConfig(
+        num_symbols=12, hidden_channels=64, inter_channels=16, filter_channels=256,
+        n_heads=2, n_layers=1, dp_filter_channels=16, flow_n_layers=1, flow_n_flows=2,
+        resblock="1", resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3),),
+        upsample_rates=(4, 2), upsample_initial_channel=128, upsample_kernel_sizes=(8, 4),
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    weights = {
+        k: (rng.standard_normal(v.shape) * 0.2).astype(np.float32)
+        for k, v in tree_flatten(Vits(cfg).parameters())
+    }
+    symbols = "^_$ abcdefgh"
+    voice_json = {
+        "audio": {"sample_rate": 22050},
+        "espeak": {"voice": "en-us"},
+        "inference": {"noise_scale": 0.667, "length_scale": 1, "noise_w": 0.8},
+        "phoneme_type": "espeak",
+        "phoneme_id_map": {c: [i] for i, c in enumerate(symbols)},
+        "num_symbols": len(symbols),
+        "num_speakers": 1,
+        "license": "CC0 (random test weights)",
+    }
+    return cfg, weights, voice_json
+
+
+def speak(voice: Path):
+    import numpy as np
+
+    from edgegen.speech.synthesizer import read_artifact
+
+    model = read_artifact(voice)[0]
+    audio, _ = model.synthesize(VOICE_IDS, noise_scale=0.0, noise_w=0.0)
+    return np.asarray(audio, dtype=np.float32)
+
+
+def render(model: Path):
     import numpy as np
 
     from edgegen.params import GenerationParams
-    from edgegen.pipeline import StableDiffusion
+    from edgegen.pipelines import load_pipeline
 
     r = RENDER
-    sd = StableDiffusion.load(model)
+    sd = load_pipeline(model)
     p = GenerationParams(
         r["prompt"], r["negative"], steps=r["steps"], guidance=r["guidance"], seed=r["seed"],
         width=r["size"], height=r["size"],
@@ -104,19 +152,28 @@ def main() -> None:
     import numpy as np
 
     from edgegen import store
-    from edgegen.converters.convert_sd import ConvertOptions, convert
+    from edgegen.convert import ConvertOptions, convert
+    from edgegen.speech.convert import write_voice
 
     target = HERE / "artifacts" / f"format-{store.FORMAT_VERSION}"
-    if target.exists():
-        sys.exit(f"{target} exists; old fixtures are never regenerated")
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["EDGEGEN_HOME"] = str(Path(tmp) / "home")
-        src = build_micro_sd1(Path(tmp))
-        result = convert(src, ConvertOptions(quantize=4, group_size=32, name=NAME, check_steps=1))
-        target.mkdir(parents=True)
-        shutil.copytree(result.path, target / NAME)
-        np.save(target / "expected.npy", render(target / NAME))
-    print(f"wrote {target}")
+        if not (target / NAME).exists():
+            src = build_micro_sd1(Path(tmp))
+            options = ConvertOptions(quantize=4, group_size=32, name=NAME, check_steps=1)
+            result = convert(src, options)
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(result.path, target / NAME)
+            np.save(target / "expected.npy", render(target / NAME))
+            print(f"wrote {target / NAME}")
+        if not (target / VOICE).exists():
+            cfg, weights, voice_json = build_micro_voice()
+            source = {"path": "random weights (tests/make_artifacts.py)", "files": {}}
+            path = write_voice(VOICE, cfg, weights, voice_json, source, quantize=8)
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(path, target / VOICE)
+            np.save(target / "expected-voice.npy", speak(target / VOICE))
+            print(f"wrote {target / VOICE}")
 
 
 if __name__ == "__main__":

@@ -8,30 +8,22 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tiny_sd import TINY_CLIP
 from transformers import CLIPTextConfig as HFConfig
 from transformers import CLIPTextModel as HFModel
 from transformers import CLIPTextModelWithProjection as HFModelWithProjection
 
+from edgegen.converters.diffusers import load_text_encoder
 from edgegen.errors import UnsupportedModelError, UsageError, WeightMappingError
 from edgegen.models.clip import (
     CLIPTextConfig,
     encode_prompt_embeddings,
     encode_sdxl_prompt_embeddings,
-    load_text_encoder,
 )
 
 VOCAB = 1000
 # Shapes as in diffusers' get_dummy_components(); the variants differ where SD models differ.
-BASE = dict(
-    bos_token_id=0,
-    pad_token_id=1,
-    hidden_size=32,
-    intermediate_size=37,
-    layer_norm_eps=1e-5,
-    num_attention_heads=4,
-    num_hidden_layers=5,
-    vocab_size=VOCAB,
-)
+BASE = dict(TINY_CLIP, num_hidden_layers=5, vocab_size=VOCAB)
 VARIANTS = {
     # SD 1.x: OpenAI CLIP-L, quick_gelu, legacy eos_token_id=2 (pool at argmax of the ids).
     "sd1": (HFModel, dict(BASE, eos_token_id=2, hidden_act="quick_gelu")),

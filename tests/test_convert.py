@@ -8,10 +8,12 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from edgegen import convert as convert_module
 from edgegen import store
 from edgegen.artifact import StoreModel
-from edgegen.converters import convert_sd
-from edgegen.converters.convert_sd import ConvertOptions, convert, psnr
+from edgegen.cli import flag
+from edgegen.convert import ConvertOptions, convert, psnr
+from edgegen.converters.manifest import Manifest
 from edgegen.converters.quantize import dequantize
 from edgegen.errors import (
     ModelError,
@@ -69,8 +71,8 @@ def test_float32_artifact_equals_unconverted_run(family, request):
 def test_float16_artifact_psnr_at_least_40db(tiny_sd2):
     result = convert(tiny_sd2, ConvertOptions(dtype="float16", check_steps=2))
     m = result.manifest
-    assert {e["dtype"] for e in m["targets"]["mlx"]["components"].values()} == {"float16"}
-    assert m["quality"]["psnr_db"] >= 40 and m["quality"]["passed"]
+    assert {e.dtype for e in m.mlx.components.values()} == {"float16"}
+    assert m.quality["psnr_db"] >= 40 and m.quality["passed"]
     # Computing in float16 too (what a GPU does), not only storing in it.
     ref = _render(open_model(tiny_sd2))
     assert psnr(ref, _render(open_model(result.name), mx.float16)) >= 40
@@ -81,18 +83,18 @@ def test_quantized_artifacts_psnr_and_layer_record(tiny_sd1):
     q8 = convert(tiny_sd1, ConvertOptions(quantize=8, group_size=32, check_steps=2))
     q4 = convert(tiny_sd1, ConvertOptions(quantize=4, group_size=32, check_steps=2))
     assert psnr(ref, _render(open_model(q8.name))) >= 30
-    assert q8.manifest["quality"]["psnr_db"] >= 30
-    assert q4.manifest["quality"]["psnr_db"] is not None  # reported
-    unet = q4.manifest["targets"]["mlx"]["components"]["unet"]
-    quant = unet["quantization"]
-    assert quant["bits"] == 4 and quant["group_size"] == 32 and quant["mode"] == "affine"
-    assert "down_blocks.1.resnets.0.conv1" in quant["layers"]
-    assert "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q" in quant["layers"]
-    assert "conv_in" in quant["kept"] and "conv_out" in quant["kept"]
-    assert not any(p.startswith("time_embedding") for p in quant["layers"])
-    assert q8.manifest["targets"]["mlx"]["components"]["vae"]["quantization"] is None
+    assert q8.manifest.quality["psnr_db"] >= 30
+    assert q4.manifest.quality["psnr_db"] is not None  # reported
+    unet = q4.manifest.mlx.components["unet"]
+    quant = unet.quantization
+    assert quant.bits == 4 and quant.group_size == 32 and quant.mode == "affine"
+    assert "down_blocks.1.resnets.0.conv1" in quant.layers
+    assert "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q" in quant.layers
+    assert "conv_in" in quant.kept and "conv_out" in quant.kept
+    assert not any(p.startswith("time_embedding") for p in quant.layers)
+    assert q8.manifest.mlx.components["vae"].quantization is None
     fp16 = convert(tiny_sd1, ConvertOptions(dtype="float16", check=False))
-    sizes = [r.manifest["targets"]["mlx"]["components"]["unet"]["bytes"] for r in (fp16, q8, q4)]
+    sizes = [r.manifest.mlx.components["unet"].bytes for r in (fp16, q8, q4)]
     assert sizes[0] > sizes[1] > sizes[2]
 
 
@@ -114,8 +116,9 @@ def test_fast_dequantize_matches_mlx(bits):
 
 def test_manifest_schema(tiny_sd1):
     m = convert(tiny_sd1, ConvertOptions(quantize=8, group_size=32, check_steps=1)).manifest
-    on_disk = json.loads((store.models_dir() / m["name"] / "manifest.json").read_text())
-    assert on_disk == json.loads(json.dumps(m)) | {"format": "edgegen-model", "format_version": 1}
+    on_disk = json.loads((store.models_dir() / m.name / "manifest.json").read_text())
+    assert on_disk == json.loads(json.dumps(m.to_dict()))
+    assert Manifest.read(store.models_dir() / m.name) == m
     assert on_disk["format_version"] == store.FORMAT_VERSION
     for key, kind in {
         "name": str, "kind": str, "family": str, "edgegen_version": str, "created": str,
@@ -162,15 +165,17 @@ def test_artifact_loads_in_the_requested_compute_dtype(tiny_sd1):
 def test_rerun_is_up_to_date_force_reconverts_and_conflicts_are_refused(tiny_sd1):
     opts = ConvertOptions(dtype="float16", check=False)
     first = convert(tiny_sd1, opts)
-    created = first.manifest["created"]
+    created = first.manifest.created
     again = convert(tiny_sd1, opts)
-    assert again.up_to_date and again.manifest["created"] == created
-    with pytest.raises(UsageError, match="already exists.*--force"):
+    assert again.up_to_date and again.manifest.created == created
+    with pytest.raises(UsageError, match="already exists.*pass force to replace it") as e:
         convert(tiny_sd1, ConvertOptions(dtype="float32", name=first.name, check=False))
+    # The library names its parameter; the CLI spells it as its flag.
+    assert "pass --force to replace it" in e.value.describe(flag)
     forced = convert(
         tiny_sd1, ConvertOptions(dtype="float32", name=first.name, force=True, check=False)
     )
-    assert not forced.up_to_date and forced.manifest["conversion"]["dtype"] == "float32"
+    assert not forced.up_to_date and forced.manifest.conversion["dtype"] == "float32"
     assert _store_entries() == [first.name]
 
 
@@ -229,14 +234,14 @@ def test_store_that_is_a_file_is_a_clear_error(tiny_sd1):
 
 
 def test_interrupt_or_write_failure_leaves_nothing_visible(tiny_sd1, monkeypatch):
-    real = convert_sd.convert_component
+    real = convert_module.convert_component
 
     def interrupted(source, component, options, out_dir):
         if component == "unet":
             raise KeyboardInterrupt
         return real(source, component, options, out_dir)
 
-    monkeypatch.setattr(convert_sd, "convert_component", interrupted)
+    monkeypatch.setattr(convert_module, "convert_component", interrupted)
     with pytest.raises(KeyboardInterrupt):
         convert(tiny_sd1, ConvertOptions(check=False))
     assert _store_entries() == []
@@ -244,7 +249,7 @@ def test_interrupt_or_write_failure_leaves_nothing_visible(tiny_sd1, monkeypatch
     def disk_full(path, arrays, metadata=None):
         raise RuntimeError("[save_safetensors] No space left on device")
 
-    monkeypatch.setattr(convert_sd, "convert_component", real)
+    monkeypatch.setattr(convert_module, "convert_component", real)
     monkeypatch.setattr(mx, "save_safetensors", disk_full)
     with pytest.raises(OutputError, match="No space left"):
         convert(tiny_sd1, ConvertOptions(check=False))
@@ -252,16 +257,16 @@ def test_interrupt_or_write_failure_leaves_nothing_visible(tiny_sd1, monkeypatch
 
 
 def test_min_psnr_failure_writes_nothing(tiny_sd1):
-    with pytest.raises(QualityError, match="below --min-psnr 99"):
+    with pytest.raises(QualityError, match="below the minimum of 99 dB"):
         convert(tiny_sd1, ConvertOptions(quantize=4, group_size=32, check_steps=1, min_psnr=99))
     assert _store_entries() == []
 
 
 def test_bad_options_are_usage_errors(tiny_sd1):
     for opts, match in [
-        (ConvertOptions(dtype="float64"), "--dtype"),
-        (ConvertOptions(quantize=3), "--quantize 3"),
-        (ConvertOptions(quantize=4, group_size=48), "--group-size 48"),
+        (ConvertOptions(dtype="float64"), "dtype 'float64' is not supported; choose one of"),
+        (ConvertOptions(quantize=3), r"quantization to 3 bits is not supported; choose one of"),
+        (ConvertOptions(quantize=4, group_size=48), "group size 48 is not supported"),
         (ConvertOptions(name="Bad Name"), "invalid"),
     ]:
         with pytest.raises(UsageError, match=match):

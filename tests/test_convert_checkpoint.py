@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from tiny_sd import make_checkpoint
 
 from edgegen.cli import cli
-from edgegen.converters.convert_sd import ConvertOptions, convert
+from edgegen.convert import ConvertOptions, convert
 from edgegen.errors import ModelError, UnsupportedModelError, UsageError
 
 
@@ -23,8 +23,8 @@ def test_checkpoint_converts_to_the_same_weights_as_the_folder(family, request, 
     b = convert(
         ckpt, ConvertOptions(**opts, name="from-ckpt"), checkpoint_options={"config_from": src}
     )
-    assert b.manifest["source"]["kind"] == "checkpoint"
-    assert b.manifest["config"] == a.manifest["config"]
+    assert b.manifest.source["kind"] == "checkpoint"
+    assert b.manifest.config == a.manifest.config
     for comp in ("unet", "vae", "text_encoder"):
         x, y = _tensors(a, comp), _tensors(b, comp)
         assert x.keys() == y.keys(), comp
@@ -79,7 +79,7 @@ def test_full_and_pruned_fp16_checkpoints_convert_to_the_folder_weights(family, 
         opts = dict(dtype=dtype, check=False)
         a = convert(src, ConvertOptions(**opts, name=f"folder-{dtype}"))
         b = convert(ckpt, ConvertOptions(**opts, name=ckpt.stem), checkpoint_options=cfg)
-        for comp in a.manifest["targets"]["mlx"]["components"]:
+        for comp in a.manifest.mlx.components:
             x, y = _tensors(a, comp), _tensors(b, comp)
             assert x.keys() == y.keys(), comp
             if dtype == "float16":  # what the pruned file holds: each weight rounded to fp16
@@ -142,8 +142,8 @@ def test_preset_configs_build_the_release_architectures(family, component):
     """Built lazily by MLX: nothing is allocated, only shapes are counted."""
     import math
 
-    from edgegen.artifact import build_module
     from edgegen.converters.checkpoint_presets import preset_configs
+    from edgegen.converters.components import build_module
     from edgegen.converters.mapping import parameter_shapes
 
     config = preset_configs(family, None)[component]
@@ -153,7 +153,7 @@ def test_preset_configs_build_the_release_architectures(family, component):
 
 def test_preset_tokenizers_and_sd2_prediction_choice():
     from edgegen.converters.checkpoint_presets import preset_configs, preset_tokenizers
-    from edgegen.tokenizer import CLIPTokenizer
+    from edgegen.converters.tokenizer import CLIPTokenizer
 
     v = preset_configs("sd2", None)
     base = preset_configs("sd2", "epsilon")
@@ -213,7 +213,7 @@ def test_pickled_checkpoints_are_refused_unread(name, tmp_path):
 # Python as a user with only the README set-up has it: none of the test-only packages import.
 _BLOCK_TEST_PACKAGES = """
 import sys
-BLOCKED = {"torch", "diffusers", "transformers", "open_clip", "onnxruntime", "piper"}
+BLOCKED = {"torch", "diffusers", "transformers", "open_clip", "onnxruntime", "piper", "safetensors"}
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.partition(".")[0] in BLOCKED:
@@ -253,7 +253,7 @@ def test_single_file_converts_and_generates_with_the_default_install_alone(
     # Without --config-from, the release's tokenizers come from the merge list edgegen ships.
     tokenize = (
         "from edgegen.converters.checkpoint_presets import preset_tokenizers\n"
-        "from edgegen.tokenizer import CLIPTokenizer\n"
+        "from edgegen.converters.tokenizer import CLIPTokenizer\n"
         f"folders, keep = preset_tokenizers({family!r})\n"
         "for name, folder in sorted(folders.items()):\n"
         "    ids = CLIPTokenizer.from_dir(folder).encode(['a photo of a cat']).ids\n"

@@ -6,12 +6,13 @@ format version and never regenerated.
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from float32 import VOICE_PEAK_BOUND, peak_error
+from make_artifacts import NAME, VOICE, render, speak
 
 from edgegen import store
 from edgegen.artifact import StoreModel
@@ -19,8 +20,6 @@ from edgegen.cli import cli
 from edgegen.errors import ModelError
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
-sys.path.insert(0, str(Path(__file__).parent))
-from make_artifacts import NAME, render  # noqa: E402
 
 
 def test_a_fixture_exists_for_every_format_version():
@@ -40,6 +39,36 @@ def test_old_artifact_loads_and_renders_what_it_rendered_then(folder):
     shutil.copytree(model, store.models_dir() / NAME)
     result = CliRunner().invoke(cli, ["models", "verify", NAME])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("folder", sorted(ARTIFACTS.glob("format-*")), ids=lambda p: p.name)
+def test_old_voice_loads_and_speaks_what_it_spoke_then(folder):
+    """Voices already in users' stores (format 1 recorded quantization by tensor key) load."""
+    audio = speak(folder / VOICE)
+    expected = np.load(folder / "expected-voice.npy")
+    assert audio.shape == expected.shape
+    assert peak_error(audio, expected) <= VOICE_PEAK_BOUND
+    shutil.copytree(folder / VOICE, store.models_dir() / VOICE)
+    result = CliRunner().invoke(cli, ["models", "verify", VOICE])
+    assert result.exit_code == 0, result.output
+    listed = CliRunner().invoke(cli, ["models", "info", VOICE])
+    assert listed.exit_code == 0 and "8-bit g64" in listed.output, listed.output
+
+
+def test_manifests_read_and_write_back_unchanged(tmp_path):
+    """Reading a manifest and writing it again keeps every field (unknown ones too)."""
+    from edgegen.converters.manifest import Manifest
+
+    for folder in sorted(ARTIFACTS.glob("format-*/*/")):
+        original = json.loads((folder / "manifest.json").read_text())
+        if original["format_version"] != store.FORMAT_VERSION:
+            continue
+        manifest = Manifest.read(folder)
+        assert manifest.to_dict() == original
+        out = tmp_path / folder.name
+        out.mkdir()
+        manifest.write(out)
+        assert Manifest.read(out) == manifest
 
 
 def _copy_with(tmp_path, edit) -> Path:
@@ -83,3 +112,20 @@ def test_weights_that_do_not_match_the_manifest_are_named(tmp_path):
     path = _copy_with(tmp_path, shrink)
     with pytest.raises(ModelError, match="vae.safetensors' does not match its manifest"):
         StoreModel(path).load_vae(mx.float32)
+
+
+def test_voice_quantization_picks_the_layers_format_1_picked():
+    """One quantization scheme for every kind: the plan for a voice selects exactly the kernels
+    the old voice-only scheme quantized (recorded by tensor key in the format-1 fixture)."""
+    from edgegen.converters.manifest import Manifest
+    from edgegen.converters.quantize import plan
+    from edgegen.models.vits import Vits, VitsConfig
+
+    folder = ARTIFACTS / "format-1" / VOICE
+    old = Manifest.read(folder).component("vits").quantization
+    assert old.naming == "weight" and old.layers
+    config = dict(Manifest.read(folder).config)
+    config.pop("voice_config")
+    new = plan("vits", Vits(VitsConfig.from_dict(config)), old.bits, old.group_size)
+    assert sorted(new.layers) == sorted(old.layers)
+    assert new.naming == "module" and new.to_manifest()["layers"] == list(new.layers)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from edgegen.converters.convert_sd import ConvertOptions, convert, psnr
+from edgegen.convert import ConvertOptions, convert, psnr
 from edgegen.params import GenerationParams, portrait_size
-from edgegen.pipeline import StableDiffusion
+from edgegen.pipelines import load_pipeline
 from edgegen.sdxl import StableDiffusionXL
 
 WIDTH, HEIGHT = 64, 128
@@ -44,7 +44,7 @@ def _diffusers(path, latents, prompt, negative, steps, guidance):
 
 
 def _ours(model, latents, prompt, negative, steps, guidance, dtype=mx.float32):
-    sd = StableDiffusion.load(model, dtype)
+    sd = load_pipeline(model, dtype)
     assert isinstance(sd, StableDiffusionXL)
     p = GenerationParams(
         prompt, negative, steps=steps, guidance=guidance, width=WIDTH, height=HEIGHT
@@ -80,20 +80,20 @@ def test_sdxl_conversion_parity_and_precision_traps(tiny_sdxl):
     latents = _latents()
     folder = _ours(tiny_sdxl, latents, "a cat", "dull", 2, 4.0)
     fp32 = convert(tiny_sdxl, ConvertOptions(dtype="float32", check=False))
-    assert fp32.manifest["family"] == "sdxl"
-    assert set(fp32.manifest["targets"]["mlx"]["components"]) == {
+    assert fp32.manifest.family == "sdxl"
+    assert set(fp32.manifest.mlx.components) == {
         "text_encoder", "text_encoder_2", "unet", "vae",
     }  # fmt: skip
     assert any((fp32.path / "tokenizer_2").iterdir())
     assert np.array_equal(_ours(fp32.name, latents, "a cat", "dull", 2, 4.0), folder)
 
     q8 = convert(tiny_sdxl, ConvertOptions(quantize=8, group_size=32, check_steps=2))
-    comps = q8.manifest["targets"]["mlx"]["components"]
+    comps = q8.manifest.mlx.components
     # SDXL's VAE overflows in half precision: it stays float32 in a float16 artifact.
-    assert comps["vae"]["dtype"] == "float32" and comps["unet"]["dtype"] == "float16"
-    assert "add_embedding.linear_1" in comps["unet"]["quantization"]["kept"]
-    assert comps["text_encoder_2"]["quantization"]["bits"] == 8
-    assert q8.manifest["quality"]["psnr_db"] >= 30
+    assert comps["vae"].dtype == "float32" and comps["unet"].dtype == "float16"
+    assert "add_embedding.linear_1" in comps["unet"].quantization.kept
+    assert comps["text_encoder_2"].quantization.bits == 8
+    assert q8.manifest.quality["psnr_db"] >= 30
     ref = _ours(tiny_sdxl, latents, "a cat", "dull", 2, 4.0).astype(np.float32) / 255
     got = _ours(q8.name, latents, "a cat", "dull", 2, 4.0, mx.float16).astype(np.float32) / 255
     assert psnr(ref, got) >= 30
@@ -102,10 +102,10 @@ def test_sdxl_conversion_parity_and_precision_traps(tiny_sdxl):
 def test_turbo_conversion_records_defaults_and_trailing_spacing(tiny_sdxl_turbo):
     result = convert(tiny_sdxl_turbo, ConvertOptions(check_steps=1))
     m = result.manifest
-    assert m["turbo"] is True
-    assert m["defaults"] == {"steps": 1, "guidance": 0.0}
-    assert m["config"]["scheduler"]["timestep_spacing"] == "trailing"
-    assert m["quality"]["guidance"] == 0.0
+    assert m.extra["turbo"] is True
+    assert m.defaults == {"steps": 1, "guidance": 0.0}
+    assert m.config["scheduler"]["timestep_spacing"] == "trailing"
+    assert m.quality["guidance"] == 0.0
 
 
 def test_sdxl_size_conditioning_and_default_size():
@@ -123,7 +123,7 @@ def test_sdxl_single_file_checkpoint_converts_to_the_folder_weights(tiny_sdxl, t
     opts = dict(dtype="float32", check=False)
     a = convert(tiny_sdxl, ConvertOptions(**opts))
     b = convert(ckpt, ConvertOptions(**opts), checkpoint_options={"config_from": tiny_sdxl})
-    assert b.manifest["family"] == "sdxl"
+    assert b.manifest.family == "sdxl"
     for comp in ("unet", "vae", "text_encoder", "text_encoder_2"):
         x = mx.load(str(a.path / f"{comp}.safetensors"))
         y = mx.load(str(b.path / f"{comp}.safetensors"))
@@ -155,7 +155,7 @@ def test_generate_uses_a_turbo_models_defaults_unless_told(tiny_sdxl_turbo, tmp_
 
 
 def test_render_image_source_uses_a_turbo_models_defaults(tiny_sdxl_turbo):
-    from edgegen.pipeline import StableDiffusionImageSource
+    from edgegen.pipelines import StableDiffusionImageSource
 
     name = convert(tiny_sdxl_turbo, ConvertOptions(check_steps=1)).name
     source = StableDiffusionImageSource.load(name)

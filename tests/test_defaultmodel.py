@@ -12,10 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from edgegen.defaultmodel import DEFAULT_MODEL_NAME, path
-from edgegen.defaultmodel.adherence import CASES, CHROMATIC, agrees, colour_mask
-from edgegen.defaultmodel.scenes import (
+from adherence import CASES, CHROMATIC, agrees, colour_mask  # training/, on pytest's path
+from scenes import (
     OBJECTS,
     POSITION_PHRASES,
     POSITIONS,
@@ -25,6 +23,9 @@ from edgegen.defaultmodel.scenes import (
     render,
     scene_for,
 )
+
+from edgegen.defaultmodel import DEFAULT_MODEL_NAME, path
+from edgegen.pipelines import load_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (128, 256)
@@ -98,8 +99,8 @@ def test_flipping_a_scene_swaps_left_and_right():
 # Tokenizer
 def test_reduced_vocabulary_tokenizes_captions_like_full_clip(tmp_path):
     from edgegen.converters.clip_vocab import write_tokenizer_files
+    from edgegen.converters.tokenizer import CLIPTokenizer
     from edgegen.defaultmodel.vocab import write_reduced_tokenizer
-    from edgegen.tokenizer import CLIPTokenizer
 
     write_tokenizer_files(tmp_path / "full")
     size = write_reduced_tokenizer(tmp_path / "small", caption_words())
@@ -131,9 +132,8 @@ def test_tiny_training_run_gives_a_loadable_model(tmp_path):
     assert len(vae_rows) == cfg.vae_steps and all(math.isfinite(float(r["loss"])) for r in vae_rows)
 
     from edgegen.params import GenerationParams
-    from edgegen.pipeline import StableDiffusion
 
-    sd = StableDiffusion.load(tmp_path / "model")
+    sd = load_pipeline(tmp_path / "model")
     p = GenerationParams(prompt="a red sun in the top left", steps=2, seed=5)
     a, b = sd.generate(p), sd.generate(p)
     assert a.dtype == np.uint8 and np.array_equal(a, b)
@@ -165,9 +165,8 @@ def test_shipped_model_is_small_standard_sd():
 
 def test_shipped_model_same_seed_same_image_and_seeds_differ():
     from edgegen.params import GenerationParams
-    from edgegen.pipeline import StableDiffusion
 
-    sd = StableDiffusion.load(_shipped())
+    sd = load_pipeline(_shipped())
     assert sd.default_size == SIZE
     p = GenerationParams(prompt="a red sun in the top left over the sea at sunset", steps=8)
     a, b = sd.generate(p), sd.generate(p)
@@ -185,10 +184,9 @@ REQUIRED = 0.8
 
 @pytest.mark.slow
 def test_shipped_model_follows_colour_and_position():
-    from edgegen.defaultmodel.adherence import evaluate
-    from edgegen.pipeline import StableDiffusion
+    from adherence import evaluate
 
-    results = evaluate(StableDiffusion.load(_shipped()))
+    results = evaluate(load_pipeline(_shipped()))
     assert len(results) == 60
     rate = sum(ok for _, _, ok, _ in results) / len(results)
     # Each image against the colour and place of the case 7 further on (a derangement).

@@ -1,12 +1,10 @@
 """The shipped default model converts to MLX like any SD model, and the artifacts match it.
 
-Thresholds are the converter's own (``THRESHOLDS`` in convert_sd, as in test_convert.py):
+Thresholds are the converter's own (``THRESHOLDS`` in edgegen/convert.py, as in test_convert.py):
 an fp16 artifact ≥ 40 dB PSNR against the unconverted model rendered in float32, an 8-bit one
 ≥ 30 dB. Nothing here names the model's sizes or hashes: the weights may be retrained.
 The store is the per-test temporary ``EDGEGEN_HOME`` that conftest.py sets.
 """
-
-import json
 
 import mlx.core as mx
 import numpy as np
@@ -15,7 +13,8 @@ from click.testing import CliRunner
 
 from edgegen import defaultmodel, store
 from edgegen.cli import cli
-from edgegen.converters.convert_sd import THRESHOLDS, ConvertOptions, convert, psnr
+from edgegen.convert import THRESHOLDS, ConvertOptions, convert, psnr
+from edgegen.converters.manifest import Manifest
 from edgegen.params import GenerationParams
 from edgegen.pipeline import StableDiffusion
 from edgegen.sources import open_model
@@ -58,17 +57,17 @@ def reference(folder) -> np.ndarray:
     return image
 
 
-def _quality_passed(manifest: dict, key: str | int) -> None:
-    quality = manifest["quality"]
+def _quality_passed(manifest: Manifest, key: str | int) -> None:
+    quality = manifest.quality
     assert quality["passed"] and quality["threshold_db"] == THRESHOLDS[key]
     assert quality["psnr_db"] is None or quality["psnr_db"] >= THRESHOLDS[key]
 
 
 def test_float16_artifact_matches_the_unconverted_model(folder, reference):
     result = convert(folder, ConvertOptions(dtype="float16", check_steps=CHECK_STEPS))
-    components = result.manifest["targets"]["mlx"]["components"]
+    components = result.manifest.mlx.components
     assert set(components) >= {"unet", "vae", "text_encoder"}
-    assert {e["dtype"] for e in components.values()} == {"float16"}
+    assert {e.dtype for e in components.values()} == {"float16"}
     _quality_passed(result.manifest, "float16")
     # Stored in fp16, computed in float32 (what the CPU runtime does) and in float16 (a GPU).
     artifact = open_model(result.path)
@@ -78,8 +77,8 @@ def test_float16_artifact_matches_the_unconverted_model(folder, reference):
 
 def test_8bit_artifact_matches_the_unconverted_model(folder, reference):
     result = convert(folder, ConvertOptions(quantize=8, check_steps=CHECK_STEPS))
-    unet = result.manifest["targets"]["mlx"]["components"]["unet"]
-    assert unet["quantization"]["bits"] == 8 and unet["quantization"]["layers"]
+    unet = result.manifest.mlx.components["unet"]
+    assert unet.quantization.bits == 8 and unet.quantization.layers
     _quality_passed(result.manifest, 8)
     _at_least(reference, _render(open_model(result.path)), THRESHOLDS[8])
 
@@ -93,10 +92,10 @@ def test_edgegen_convert_accepts_the_default_model(folder):
     name = f"{defaultmodel.DEFAULT_MODEL_NAME}-q8"
     assert name in result.output and "quality: PSNR" in result.output
     path = store.models_dir() / name
-    manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["conversion"]["quantize"] == 8 and manifest["quality"]["passed"]
+    manifest = Manifest.read(path)
+    assert manifest.conversion["quantize"] == 8 and manifest.quality["passed"]
     # The artifact is usable by name, like any converted model.
-    assert open_model(name).family == manifest["family"]
+    assert open_model(name).family == manifest.family
     # By its folder, it is the same model under the same name (already converted: up to date).
     again = CliRunner().invoke(cli, ["convert", str(folder), "--to", "mlx", "-q", "8"])
     assert again.exit_code == 0 and name in again.output, again.output

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edgegen import store
+from edgegen.converters.manifest import Manifest
 from edgegen.converters.mapping import Rule, map_weights
 from edgegen.converters.safetensors_io import read_component, read_header
 from edgegen.errors import ModelError, UsageError, WeightMappingError
@@ -121,7 +122,7 @@ def test_store_artifact_is_atomic(tmp_path):
     assert not (store.models_dir() / "m1").exists()
     assert [p for p in store.models_dir().iterdir()] == []
     with store.new_artifact("m1") as d:
-        store.write_manifest(d, {"name": "m1", "kind": "diffusion", "family": "sd1"})
+        (d / store.MANIFEST).write_text('{"format": "edgegen-model", "format_version": 1}')
     assert store.find("m1").name == "m1"
     with pytest.raises(UsageError, match="already exists"), store.new_artifact("m1"):
         pass
@@ -132,7 +133,7 @@ def test_store_refuses_newer_format(tmp_path):
         json.dumps({"format": "edgegen-model", "format_version": 999, "name": "x"})
     )
     with pytest.raises(ModelError, match="format version 999"):
-        store.read_manifest(tmp_path)
+        Manifest.read(tmp_path)
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
@@ -161,3 +162,26 @@ def test_a1111_text():
         "Negative prompt: dog",
         "Steps: 20, Sampler: dpmpp_2m, CFG scale: 7.5, Seed: 3, Size: 512x768, Model: sd15, Clip skip: 2, Version: edgegen 0.1.0",
     ]
+
+
+def test_device_policy_keeps_the_vae_in_float32_where_half_precision_breaks_it():
+    from edgegen.device import vae_dtype
+
+    sdxl = {"force_upcast": True}
+    assert vae_dtype(mx.float16, "sdxl", sdxl) == mx.float32
+    assert vae_dtype(mx.float16, "sdxl", {"force_upcast": False}) == mx.float16
+    assert vae_dtype(mx.bfloat16, "sdxl", sdxl) == mx.bfloat16  # float32's range
+    assert vae_dtype(mx.float16, "sd1", {}) == mx.float16
+    # An artifact that stored its VAE in float32 did so on purpose.
+    assert vae_dtype(mx.float16, "sd1", {}, stored="float32") == mx.float32
+    assert vae_dtype(mx.float32, "sdxl", sdxl) == mx.float32
+
+
+def test_library_errors_name_parameters_and_the_cli_spells_flags():
+    from edgegen.cli import flag
+
+    e = UsageError("model 'm' already exists", option="force", advice="pass {} to replace it")
+    assert str(e) == "model 'm' already exists; pass force to replace it"
+    assert e.describe(flag) == "model 'm' already exists; pass --force to replace it"
+    assert flag("config_from") == "--config-from"
+    assert str(UsageError("plain")) == "plain"

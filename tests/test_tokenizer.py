@@ -17,8 +17,8 @@ import pytest
 from transformers import CLIPTokenizer as HFTokenizer
 
 from edgegen.converters.clip_vocab import BPE_PATH, derive_vocab, write_tokenizer_files
+from edgegen.converters.tokenizer import CLIPTokenizer
 from edgegen.errors import ModelError, UnsupportedModelError
-from edgegen.tokenizer import CLIPTokenizer
 
 PROMPTS = [
     "a photo of a cat",

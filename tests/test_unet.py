@@ -8,8 +8,9 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from edgegen.converters.diffusers import load_unet
 from edgegen.errors import UnsupportedModelError, WeightMappingError
-from edgegen.models.unet import UNetConfig, load_unet
+from edgegen.models.unet import UNetConfig
 
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")

@@ -14,7 +14,9 @@ import pytest
 import torch
 from float32 import assert_peak_close
 from safetensors.torch import load_file, save_file
+from tiny_sd import tiny_vae
 
+from edgegen.converters.diffusers import load_vae
 from edgegen.errors import UnsupportedModelError, UsageError, WeightMappingError
 from edgegen.models import blocks
 from edgegen.models.blocks import (
@@ -25,7 +27,7 @@ from edgegen.models.blocks import (
     Upsample2D,
     upsample_nearest,
 )
-from edgegen.models.vae import AutoencoderKL, VAEConfig, load_vae
+from edgegen.models.vae import AutoencoderKL, VAEConfig
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 # Rename map from current diffusers attention names to the pre-0.14 ones.
@@ -47,19 +49,7 @@ def nhwc(t: torch.Tensor) -> mx.array:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny random diffusers AutoencoderKL (as in diffusers' get_dummy_components), saved."""
-    from diffusers import AutoencoderKL as TorchVAE
-
-    torch.manual_seed(0)
-    ref = TorchVAE(
-        block_out_channels=(32, 64),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=32,
-        sample_size=64,
-    ).eval()
+    ref = tiny_vae(seed=0).eval()
     folder = tmp_path_factory.mktemp("vae")
     ref.save_pretrained(folder)
     return ref, folder

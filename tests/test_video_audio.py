@@ -1,31 +1,13 @@
 """Soundtrack: resampling, loudness (BS.1770), ducking envelope, music loading, mix."""
 
-import av
 import numpy as np
 import pytest
-from test_video_support import sine
+from video_support import band_level, db, sine, write_wav
 
 from edgegen.errors import InputFileError
 from edgegen.video import audio
 
 RATE = audio.RATE
-
-
-def db(x: float) -> float:
-    return 20 * np.log10(x)
-
-
-def write_wav(path, samples: np.ndarray, rate: int) -> None:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("pcm_s16le", rate=rate)
-        s.codec_context.layout = "stereo"
-        pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="stereo")
-        frame.sample_rate = rate
-        for p in s.encode(frame):
-            c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
 
 
 def test_resampling_keeps_length_timing_and_level():
@@ -86,13 +68,6 @@ def test_load_music_decodes_and_resamples(tmp_path):
     (tmp_path / "junk.mp3").write_bytes(b"not audio at all" * 10)
     with pytest.raises(InputFileError, match="junk.mp3: music: cannot decode"):
         audio.load_music(tmp_path / "junk.mp3")
-
-
-def band_level(x: np.ndarray, freq: float) -> float:
-    """Amplitude of ``freq`` in ``x`` (a Hann-windowed DFT bin), in dB."""
-    w = np.hanning(len(x))
-    c = np.abs(np.sum(x * w * np.exp(-2j * np.pi * freq * np.arange(len(x)) / RATE)))
-    return db(2 * c / w.sum() + 1e-12)
 
 
 def test_mix_ducks_music_at_least_9_db_under_speech():

@@ -2,7 +2,7 @@
 
 import pytest
 from click.testing import CliRunner
-from test_video_support import FakeImages, FakeSpeaker
+from video_support import FakeImages, FakeSpeaker
 
 import edgegen.cli as cli_mod
 from edgegen.cli import render as render_cli

@@ -6,8 +6,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from test_video_audio import band_level, write_wav
-from test_video_support import FakeImages, FakeSpeaker, sine
+from video_support import FakeImages, FakeSpeaker, band_level, parse_srt, sine, write_wav
 
 from edgegen.errors import InputFileError, UsageError
 from edgegen.video import render as render_mod
@@ -23,20 +22,6 @@ def script(tmp_path: Path, text: str = SCRIPT, name: str = "story.md") -> Path:
     p = tmp_path / name
     p.write_text(text, encoding="utf-8")
     return p
-
-
-def parse_srt(text: str) -> list[tuple[float, float, str]]:
-    def sec(s: str) -> float:
-        h, m, rest = s.split(":")
-        secs, ms = rest.split(",")
-        return int(h) * 3600 + int(m) * 60 + int(secs) + int(ms) / 1000
-
-    cues = []
-    for block in text.strip().split("\n\n"):
-        lines = block.splitlines()
-        a, b = lines[1].split(" --> ")
-        cues.append((sec(a), sec(b), " ".join(lines[2:])))
-    return cues
 
 
 def decode_audio(path: Path) -> np.ndarray:

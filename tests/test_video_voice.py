@@ -1,8 +1,7 @@
 """The renderer with the real speech engine (the default Piper voice from its PyPI package)."""
 
 import pytest
-from test_video_render import parse_srt
-from test_video_support import FakeImages
+from video_support import FakeImages, parse_srt
 
 from edgegen.video.render import LEAD, Speaker, render
 

@@ -2,12 +2,57 @@
 
 Shared by the pipeline, CLI and converter tests. Every model is seeded, so it is identical from
 run to run, and saved with safetensors exactly as ``save_pretrained`` writes real models.
+
+The tiny configs (diffusers' ``get_dummy_components()`` shapes) live here once, as plain
+keyword dicts: ``TINY_UNET``, ``TINY_VAE`` and ``TINY_CLIP``. The SD 1.x/2.x and SDXL builders,
+and the VAE and CLIP parity tests, derive theirs from them with ``dict(TINY_..., change=...)``.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+# Two-level UNet: a plain block and a cross-attention block each way. Each family adds its
+# layers per block, head dims, projection and cross-attention width.
+TINY_UNET = dict(
+    block_out_channels=(32, 64),
+    sample_size=32,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    norm_num_groups=32,
+)
+# Two-level AutoencoderKL (SD 1.x/2.x scaling factor; SDXL overrides it and the sample size).
+TINY_VAE = dict(
+    block_out_channels=(32, 64),
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+    up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+    latent_channels=4,
+    norm_num_groups=32,
+    sample_size=64,
+)
+# CLIP text encoder widths; each use sets its depth, vocabulary, eos id and activation.
+TINY_CLIP = dict(
+    bos_token_id=0,
+    pad_token_id=1,
+    hidden_size=32,
+    intermediate_size=37,
+    layer_norm_eps=1e-05,
+    num_attention_heads=4,
+)
+
+
+def tiny_vae(seed: int = 0, **changes):
+    """A seeded diffusers ``AutoencoderKL`` of ``TINY_VAE`` with ``changes`` applied."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(**{**TINY_VAE, **changes})
 
 
 def _byte_level_chars() -> list[str]:
@@ -45,50 +90,24 @@ def build_tiny_sd(root: Path, family: str = "sd1", seed: int = 0) -> Path:
     """Save a tiny random SD1-style (``"sd1"``) or SD2-style (``"sd2"``: linear projections,
     per-block head dims, gelu text encoder, v-prediction) pipeline under ``root``."""
     import torch
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     sd2 = family == "sd2"
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
+        **TINY_UNET,
         layers_per_block=1,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32,
         attention_head_dim=(2, 4) if sd2 else 8,
         use_linear_projection=sd2,
-        norm_num_groups=32,
     )
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        block_out_channels=(32, 64),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=32,
-        sample_size=64,
-    )
+    vae = tiny_vae(seed)
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
-            bos_token_id=0,
+            **TINY_CLIP,
             eos_token_id=1,
-            pad_token_id=1,
-            hidden_size=32,
-            intermediate_size=37,
-            layer_norm_eps=1e-05,
-            num_attention_heads=4,
             num_hidden_layers=4,
             vocab_size=600,
             hidden_act="gelu" if sd2 else "quick_gelu",

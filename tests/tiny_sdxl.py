@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tiny_sd import write_tiny_clip_vocab
+from tiny_sd import TINY_CLIP, TINY_UNET, tiny_vae, write_tiny_clip_vocab
 
 
 def build_tiny_sdxl(root: Path, seed: int = 0, turbo: bool = False) -> Path:
     import torch
     from diffusers import (
-        AutoencoderKL,
         EulerAncestralDiscreteScheduler,
         EulerDiscreteScheduler,
         StableDiffusionXLPipeline,
@@ -30,13 +29,8 @@ def build_tiny_sdxl(root: Path, seed: int = 0, turbo: bool = False) -> Path:
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
+        **TINY_UNET,
         layers_per_block=2,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         addition_embed_type="text_time",
@@ -44,27 +38,11 @@ def build_tiny_sdxl(root: Path, seed: int = 0, turbo: bool = False) -> Path:
         transformer_layers_per_block=(1, 2),
         projection_class_embeddings_input_dim=96,  # 6 time ids × 8 + 48 pooled
         cross_attention_dim=80,  # 32 + 48: both encoders' hidden states side by side
-        norm_num_groups=32,
     )
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        block_out_channels=(32, 64),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        sample_size=128,
-        scaling_factor=0.13025,
-    )
+    vae = tiny_vae(seed, sample_size=128, scaling_factor=0.13025)
     config = CLIPTextConfig(
-        bos_token_id=0,
+        **TINY_CLIP,
         eos_token_id=1,
-        pad_token_id=1,
-        hidden_size=32,
-        intermediate_size=37,
-        layer_norm_eps=1e-05,
-        num_attention_heads=4,
         num_hidden_layers=5,
         vocab_size=600,
         hidden_act="gelu",

@@ -4,7 +4,7 @@
     .venv/bin/python training/contact_sheet.py --loss training/run/loss.csv
 
 Runs the shipped model (or ``--model PATH``) through edgegen's MLX pipeline on the 30 prompts ×
-2 seeds of ``edgegen.defaultmodel.adherence``, marks each tile with whether the image statistics
+2 seeds of ``training/adherence.py``, marks each tile with whether the image statistics
 agree with the prompt, and prints the agreement rate.
 """
 
@@ -32,10 +32,12 @@ def _png(img: Image.Image) -> bytes:
 
 
 def contact_sheet(model: Path | None, out: Path, steps: int, guidance: float) -> float:
-    from edgegen.defaultmodel import adherence, path
-    from edgegen.pipeline import StableDiffusion
+    import adherence  # training/adherence.py, beside this script
 
-    sd = StableDiffusion.load(model or path())
+    from edgegen.defaultmodel import path
+    from edgegen.pipelines import load_pipeline
+
+    sd = load_pipeline(model or path())
     t0 = time.time()
     results = adherence.evaluate(sd, steps=steps, guidance=guidance)
     seconds = time.time() - t0

@@ -15,19 +15,19 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning threads starve on a shared CPU
 
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import csv
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
+from scenes import render, scene_for
 
-import edgegen  # noqa: E402, F401
-from edgegen.defaultmodel.scenes import render, scene_for  # noqa: E402
+import edgegen  # noqa: F401
 
 
 def log(msg: str) -> None:
@@ -36,7 +36,7 @@ def log(msg: str) -> None:
 
 def saturated(x: torch.Tensor) -> torch.Tensor:
     """(N, 1, H, W) mask of the pixels of ``x`` (NCHW in [-1, 1]) that are a saturated, not
-    dark colour: the thresholds of ``edgegen.defaultmodel.adherence``."""
+    dark colour: the thresholds of ``training/adherence.py``."""
     rgb = (x + 1) / 2
     mx, mn = rgb.max(dim=1, keepdim=True).values, rgb.min(dim=1, keepdim=True).values
     sat = (mx - mn) / mx.clamp_min(1e-6)

@@ -13,7 +13,7 @@ repeats a run.
 
 Everything is generated here and seeded, so the same command gives the same model:
 
-1. render the captioned scenes of ``edgegen.defaultmodel.scenes`` at 128×256;
+1. render the captioned scenes of ``training/scenes.py`` at 128×256;
 2. train the AutoencoderKL (8× down, 4 latent channels) on random crops of the first images;
 3. encode every image once to latents (posterior means) and set the VAE's scaling factor so
    that the latents have unit variance, as SD's 0.18215 does;
@@ -35,27 +35,27 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning threads starve on a shared CPU
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import copy  # noqa: E402
-import csv  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import random  # noqa: E402
-import shutil  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from dataclasses import asdict, dataclass, fields, replace  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import contextlib
+import copy
+import csv
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scenes import Scene, caption, caption_words, render, scene_for
 
-import edgegen  # noqa: E402, F401  (BLAS before any mlx import)
-from edgegen.defaultmodel.scenes import Scene, caption, caption_words, render, scene_for  # noqa: E402
-from edgegen.defaultmodel.vocab import write_reduced_tokenizer  # noqa: E402
-from edgegen.tokenizer import CLIPTokenizer  # noqa: E402
+import edgegen  # noqa: F401  (BLAS before any mlx import)
+from edgegen.converters.tokenizer import CLIPTokenizer
+from edgegen.defaultmodel.vocab import write_reduced_tokenizer
 
 CLIP_INIT_STD = 0.02  # transformers' CLIPTextConfig.initializer_range
 
@@ -168,7 +168,7 @@ def to_tensor(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-def build(cfg: TrainConfig, tokenizer: CLIPTokenizer, vocab_size: int):  # noqa: ANN201
+def build(cfg: TrainConfig, tokenizer: CLIPTokenizer, vocab_size: int):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -226,7 +226,7 @@ def build(cfg: TrainConfig, tokenizer: CLIPTokenizer, vocab_size: int):  # noqa:
     return vae, unet, text
 
 
-def scheduler():  # noqa: ANN201
+def scheduler():
     from diffusers import DPMSolverMultistepScheduler
 
     # SD 1.x's training schedule; DPM-Solver++(2M) is the sampler edgegen picks for it.
@@ -240,7 +240,7 @@ def scheduler():  # noqa: ANN201
     )
 
 
-def _autocast(device: torch.device):  # noqa: ANN202
+def _autocast(device: torch.device):
     """bf16 autocast on a GPU (Hopper/Ampere tensor cores); plain fp32 on the CPU."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -257,7 +257,7 @@ def lr_factor(step: int, total: int, warmup: int, final: float) -> float:
 
 def train_vae(
     cfg: TrainConfig,
-    vae,  # noqa: ANN001
+    vae,
     pixels: np.ndarray,
     out: Path,
     device: torch.device,
@@ -314,7 +314,7 @@ def train_vae(
 
 
 @torch.no_grad()
-def encode_set(vae, pixels: np.ndarray, device: torch.device, batch: int = 32) -> torch.Tensor:  # noqa: ANN001
+def encode_set(vae, pixels: np.ndarray, device: torch.device, batch: int = 32) -> torch.Tensor:
     out = []
     for i in range(0, len(pixels), batch):
         x = to_tensor(pixels[i : i + batch]).to(device)
@@ -337,7 +337,7 @@ class EMA:
             torch._foreach_lerp_(list(shadow.parameters()), list(live.parameters()), 1 - d)
 
 
-def save(out: Path, cfg: TrainConfig, vae, unet, text, tok_dir: Path, meta: dict) -> None:  # noqa: ANN001
+def save(out: Path, cfg: TrainConfig, vae, unet, text, tok_dir: Path, meta: dict) -> None:
     """Write the diffusers folder atomically (a temporary sibling, then a rename)."""
     from diffusers import StableDiffusionPipeline
     from transformers import CLIPTokenizer as HFTokenizer
@@ -483,7 +483,7 @@ def train(
     meta: dict = {}
     pending: list[tuple[int, torch.Tensor, float]] = []
 
-    def snapshot(done: int, f) -> None:  # noqa: ANN001
+    def snapshot(done: int, f) -> None:
         nonlocal meta
         meta = {
             "steps": done,
@@ -570,13 +570,13 @@ def train(
     return meta
 
 
-def _tail_mean(path: Path, f, n: int = 100) -> float:  # noqa: ANN001
+def _tail_mean(path: Path, f, n: int = 100) -> float:
     f.flush()
     rows = list(csv.DictReader(path.open()))[-n:]
     return round(sum(float(r["loss"]) for r in rows) / max(1, len(rows)), 5)
 
 
-def _parse(kind: str):  # noqa: ANN202
+def _parse(kind: str):
     """The argparse type of a TrainConfig field: ints, floats and int tuples ("32,64,128")."""
     if kind == "tuple[int, ...]":
         return lambda text: tuple(int(v) for v in text.split(","))

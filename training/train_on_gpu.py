@@ -11,7 +11,7 @@ rate) at once instead of guessing one:
    scene once (``latents.pt``);
 2. each variant of :data:`VARIANTS` trains its text encoder and UNet on those latents, in
    parallel, for the time left before ``--deadline`` (minus time kept for scoring);
-3. each result is scored on the fixed adherence prompts (``edgegen.defaultmodel.adherence``,
+3. each result is scored on the fixed adherence prompts (``training/adherence.py``,
    30 prompts × 2 seeds, 20 DPM-Solver++ steps, guidance 5) with diffusers on the GPU;
 4. ``OUT`` receives ``summary.json`` (every variant's score, loss, steps and command), the
    best variant's contact sheet, and the variants as tar files, best first, split into parts
@@ -70,11 +70,10 @@ def log(msg: str) -> None:
 
 def score(model: Path, device: str) -> dict:
     """Adherence of a diffusers folder on the fixed prompts, with diffusers on ``device``."""
+    import adherence  # training/adherence.py, beside this script
     import numpy as np
     import torch
     from diffusers import StableDiffusionPipeline
-
-    from edgegen.defaultmodel import adherence
 
     config = json.loads((model / "training.json").read_text())["config"]
     pipe = StableDiffusionPipeline.from_pretrained(model, torch_dtype=torch.float32).to(device)
@@ -103,7 +102,7 @@ def score(model: Path, device: str) -> dict:
     return {"agreement": sum(ok) / len(ok), "baseline": sum(base) / len(base), "images": images}
 
 
-def contact_sheet(images, path: Path) -> None:  # noqa: ANN001
+def contact_sheet(images, path: Path) -> None:
     import numpy as np
     from PIL import Image
 
@@ -178,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         try:
             s = score(model, args.device)
-        except Exception as exc:  # noqa: BLE001  (one variant's failure must not lose the rest)
+        except Exception as exc:
             results[name] = {"error": repr(exc), "exit": codes[name]}
             continue
         meta = json.loads((model / "training.json").read_text())

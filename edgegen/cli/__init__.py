@@ -40,20 +40,20 @@ class LazyGroup(click.Group):
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):  # noqa: ANN201
+    def resolve_command(self, ctx: click.Context, args: list[str]):
         name, command, rest = super().resolve_command(ctx, args)
         if name in COMPUTE and not {"-h", "--help"} & set(rest):
             _note_slow_blas()
         return name, command, rest
 
-    def invoke(self, ctx: click.Context):  # noqa: ANN201
+    def invoke(self, ctx: click.Context):
         debug = ctx.params.get("debug") or os.environ.get("EDGEGEN_DEBUG") == "1"
         try:
             return super().invoke(ctx)
         except EdgegenError as e:
             if debug:
                 raise
-            click.secho(f"Error: {e}", fg="red", err=True)
+            click.secho(f"Error: {e.describe(flag)}", fg="red", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             if debug:
@@ -62,7 +62,7 @@ class LazyGroup(click.Group):
             ctx.exit(130)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except Exception as e:  # noqa: BLE001 — the last line of defence: one line, exit 1
+        except Exception as e:
             if debug:
                 raise
             click.secho(
@@ -71,6 +71,11 @@ class LazyGroup(click.Group):
                 err=True,
             )
             ctx.exit(1)
+
+
+def flag(option: str) -> str:
+    """How the command line spells a library parameter: ``config_from`` → ``--config-from``."""
+    return "--" + option.replace("_", "-")
 
 
 def _note_slow_blas() -> None:

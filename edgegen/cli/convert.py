@@ -1,6 +1,6 @@
 """``edgegen convert SRC --to mlx``: a diffusion model (or a Piper voice) → the model store.
 
-Thin on purpose: the work is in ``edgegen.converters.convert_sd``; this shows per-component
+Thin on purpose: the work is in ``edgegen.convert``; this shows per-component
 progress and a summary, and dispatches ``.onnx`` voices to the speech converter.
 """
 
@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from edgegen.cli.options import examples
 from edgegen.errors import UsageError
+
+if TYPE_CHECKING:  # the manifest imports MLX, which `edgegen --help` must not load
+    from edgegen.converters.manifest import Component
 
 
 def human_bytes(n: float) -> str:
@@ -24,14 +27,12 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"  # unreachable; keeps type checkers content
 
 
-def precision(component: dict[str, Any]) -> str:
+def precision(component: Component) -> str:
     """``float16`` or ``4-bit g64 (float16)`` for a manifest component entry."""
-    quant = component.get("quantization") or {}
-    dtype = component.get("dtype", "?")
-    if quant.get("layers") or quant.get("keys"):  # "keys": voice artifacts name tensors
-        group = f" g{quant['group_size']}" if "group_size" in quant else ""
-        return f"{quant.get('bits', '?')}-bit{group} ({dtype})"
-    return dtype
+    quant = component.quantization
+    if quant is not None and quant.layers:
+        return f"{quant.bits}-bit g{quant.group_size} ({component.dtype})"
+    return component.dtype
 
 
 def _convert_voice(src: str, name: str | None, quantize: int | None, force: bool) -> None:
@@ -119,8 +120,8 @@ def convert(
     from rich.table import Table
 
     from edgegen.cli.progress import console
-    from edgegen.converters.convert_sd import ConvertOptions
-    from edgegen.converters.convert_sd import convert as run
+    from edgegen.convert import ConvertOptions
+    from edgegen.convert import convert as run
 
     options = ConvertOptions(
         dtype=dtype,
@@ -145,9 +146,10 @@ def convert(
         elif event == "component":
             status.update(f"converting {component}")
         elif event == "component-done":
+            entry = details["entry"]
             console.print(
-                f"  [green]✓[/green] {component:<15} {precision(details):<22} "
-                f"{human_bytes(details['bytes']):>9}  {details['seconds']:.1f}s"
+                f"  [green]✓[/green] {component:<15} {precision(entry):<22} "
+                f"{human_bytes(entry.bytes):>9}  {details['seconds']:.1f}s"
             )
         elif event == "quality":
             status.update(f"quality check: rendering {details['steps']} steps twice")
@@ -161,18 +163,18 @@ def convert(
         console.print(f"{result.name} is up to date ({result.path}); --force converts again")
         return
     m = result.manifest
-    table = Table(title=f"{result.name} ({m['family']})", show_edge=False)
+    table = Table(title=f"{result.name} ({m.family})", show_edge=False)
     for col in ("component", "precision", "size"):
         table.add_column(col, justify="right" if col == "size" else "left")
-    for comp, entry in m["targets"]["mlx"]["components"].items():
-        table.add_row(comp, precision(entry), human_bytes(entry["bytes"]))
+    for comp, entry in m.mlx.components.items():
+        table.add_row(comp, precision(entry), human_bytes(entry.bytes))
     console.print(table)
-    quality = m.get("quality")
+    quality = m.quality
     if quality:
         value = quality["psnr_db"]
         shown = "identical" if value is None else f"{value:.1f} dB"
         console.print(f"quality: PSNR {shown} against the float32 source")
     console.print(
-        f"wrote {result.path} ({human_bytes(m['bytes'])}) in {result.seconds:.1f}s; "
+        f"wrote {result.path} ({human_bytes(m.bytes or 0)}) in {result.seconds:.1f}s; "
         f"use it with --model {result.name}"
     )

@@ -157,12 +157,12 @@ def generate(
     from edgegen import __version__
     from edgegen.images import save_png
     from edgegen.params import a1111_parameters
-    from edgegen.pipeline import StableDiffusion
+    from edgegen.pipelines import load_pipeline
 
     timer = StageTimer()
     with timer.stage("load"):
         try:
-            sd = StableDiffusion.load(model)
+            sd = load_pipeline(model)
         except ModelNotFoundError as e:
             if model_from_png is None:
                 raise

@@ -4,36 +4,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from edgegen.cli.convert import human_bytes, precision
 from edgegen.cli.options import examples
+from edgegen.fileio import sha256_file
+
+if TYPE_CHECKING:  # the manifest imports MLX, which `edgegen --help` must not load
+    from edgegen.converters.manifest import Manifest
 
 
 def _disk_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _precision(manifest: dict[str, Any]) -> str:
+def _precision(manifest: Manifest) -> str:
     """One word for a whole model: the UNet's (or first component's) precision."""
-    comps = manifest.get("targets", {}).get("mlx", {}).get("components") or {}
+    comps = manifest.mlx.components
     if not comps:
         return "-"
     return precision(comps.get("unet") or next(iter(comps.values())))
-
-
-def _expected_files(manifest: dict[str, Any]) -> dict[str, str]:
-    """relative path → sha256 of every file the manifest vouches for, over all targets."""
-    expected: dict[str, str] = {}
-    for target in (manifest.get("targets") or {}).values():
-        for rel, info in (target.get("files") or {}).items():
-            expected[rel] = info["sha256"]
-        for entry in (target.get("components") or {}).values():
-            if isinstance(entry, dict) and "file" in entry and "sha256" in entry:
-                expected.setdefault(entry["file"], entry["sha256"])
-    return expected
 
 
 @click.group(
@@ -70,12 +62,12 @@ def list_() -> None:
         table.add_column(col, justify="right" if col == "size" else "left", overflow="fold")
     for path, m in found:
         table.add_row(
-            m.get("name", path.name),
-            m.get("kind", "?"),
-            m.get("family", "?"),
+            m.name,
+            m.kind,
+            m.family,
             _precision(m),
             human_bytes(_disk_bytes(path)),
-            str(m.get("created", "?")).replace("T", " ").removesuffix("+00:00"),
+            m.created.replace("T", " ").removesuffix("+00:00"),
         )
     console.print(table)
 
@@ -91,43 +83,39 @@ def info(name: str, as_json: bool) -> None:
     from rich.table import Table
 
     from edgegen import store
+    from edgegen.converters.manifest import Manifest
 
     path = store.find(name)
-    m = store.read_manifest(path)
+    m = Manifest.read(path)
     if as_json:
-        click.echo(json.dumps(m, indent=1, ensure_ascii=False))
+        click.echo(json.dumps(m.to_dict(), indent=1, ensure_ascii=False))
         return
     console = Console()
-    source = m.get("source", {})
-    console.print(f"[bold]{m['name']}[/bold]  {m.get('kind', '?')} / {m.get('family', '?')}")
+    source = m.source
+    console.print(f"[bold]{m.name}[/bold]  {m.kind} / {m.family}")
     console.print(f"path:     {path}")
     console.print(
-        f"format:   {m['format_version']} (edgegen {m.get('edgegen_version', '?')}), "
-        f"created {m.get('created', '?')}"
+        f"format:   {m.format_version} (edgegen {m.edgegen_version}), created {m.created}"
     )
     console.print(f"source:   {source.get('path', '?')} ({source.get('kind', '?')})")
     console.print(f"size:     {human_bytes(_disk_bytes(path))} on disk")
-    if m.get("defaults"):
-        console.print(f"defaults: {m['defaults']}")
-    comps = m.get("targets", {}).get("mlx", {}).get("components") or {}
-    if comps:
-        table = Table(show_edge=False)
+    if m.defaults:
+        console.print(f"defaults: {m.defaults}")
+    for target_name, target in m.targets.items():
+        table = Table(title=f"{target_name} target", show_edge=False)
         for col in ("component", "precision", "quantized layers", "parameters", "size"):
             table.add_column(col)
-        for comp, entry in comps.items():
-            quant = entry.get("quantization") or {}
+        for comp, entry in target.components.items():
+            quant = entry.quantization
             table.add_row(
                 comp,
                 precision(entry),
-                f"{len(quant.get('layers') or quant.get('keys') or [])} "
-                f"(kept {len(quant.get('kept', {}))})"
-                if quant
-                else "-",
-                f"{entry.get('parameters', 0) / 1e6:.1f} M",
-                human_bytes(entry.get("bytes", 0)),
+                f"{len(quant.layers)} (kept {len(quant.kept)})" if quant else "-",
+                f"{entry.parameters / 1e6:.1f} M",
+                human_bytes(entry.bytes),
             )
         console.print(table)
-    quality = m.get("quality")
+    quality = m.quality
     if quality:
         value = quality.get("psnr_db")
         shown = "identical to the source" if value is None else f"{value:.1f} dB PSNR"
@@ -149,7 +137,9 @@ def verify(name: str) -> None:
     from edgegen.errors import ModelError
 
     path = store.find(name)
-    expected = _expected_files(store.read_manifest(path))
+    from edgegen.converters.manifest import Manifest
+
+    expected = Manifest.read(path).file_hashes()
     if not expected:
         raise ModelError(f"model {name!r} records no file hashes; nothing to verify")
     bad = []
@@ -157,7 +147,7 @@ def verify(name: str) -> None:
         file = path / rel
         if not file.is_file():
             bad.append(f"{rel} is missing")
-        elif store.sha256_file(file) != digest:
+        elif sha256_file(file) != digest:
             bad.append(f"{rel} has changed")
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""

@@ -10,7 +10,7 @@ class SizeType(click.ParamType):
 
     name = "WxH"
 
-    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201
+    def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
         text = str(value).lower().replace("×", "x")

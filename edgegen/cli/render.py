@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def load_images(model: str | None) -> ImageSource:
     """The Stable Diffusion image source; no model means the built-in default model."""
-    from edgegen.pipeline import StableDiffusionImageSource  # provided by the image engine
+    from edgegen.pipelines import StableDiffusionImageSource  # provided by the image engine
 
     return StableDiffusionImageSource.load(model)
 

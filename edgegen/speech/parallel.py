@@ -91,7 +91,7 @@ def helper_main(argv: list[str]) -> None:
     import mlx.core as mx
 
     from edgegen import _blas
-    from edgegen.speech.loader import load_model
+    from edgegen.speech.synthesizer import load_model
 
     with _blas.single_threaded():
         try:

@@ -196,7 +196,7 @@ def prefetch(items: Iterable, depth: int = 6) -> Iterator:
                 if not put(item):
                     return
             put(_DONE)
-        except BaseException as e:  # noqa: BLE001 (handed to the consumer, re-raised there)
+        except BaseException as e:
             put(e)
 
     worker = threading.Thread(target=work, name="edgegen-frames", daemon=True)

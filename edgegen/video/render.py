@@ -162,7 +162,7 @@ def _image(
                 raise TypeError(f"image source returned {type(img).__name__}, not an image")
             cache.put(key, img)
             return img.convert("RGB"), "generated", None
-        except Exception as e:  # noqa: BLE001 (one scene must never abort the video)
+        except Exception as e:
             error = f"{type(e).__name__}: {e}"
     return None, "fallback", error
 

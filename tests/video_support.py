@@ -1,14 +1,17 @@
-"""Fakes shared by the video tests: a deterministic image source and a tone-per-word speaker.
+"""Support shared by the video tests (not collected: the name has no ``test_`` prefix).
 
-Not a test module by itself (it defines no tests); the video tests import from it.
+Fakes for the image model and the voice, a sine generator, a WAV writer, a single-band level
+meter and an SRT parser.
 """
 
 from __future__ import annotations
 
+import av
 import numpy as np
 from PIL import Image, ImageDraw
 
 from edgegen.timings import Speech, Word
+from edgegen.video.audio import RATE
 
 
 class FakeImages:
@@ -64,3 +67,41 @@ class FakeSpeaker:
 def sine(freq: float, seconds: float, rate: int = 48000, amp: float = 0.3) -> np.ndarray:
     x = np.arange(round(seconds * rate)) / rate
     return (amp * np.sin(2 * np.pi * freq * x)).astype(np.float32)
+
+
+def db(x: float) -> float:
+    return 20 * np.log10(x)
+
+
+def write_wav(path, samples: np.ndarray, rate: int) -> None:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("pcm_s16le", rate=rate)
+        s.codec_context.layout = "stereo"
+        pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate = rate
+        for p in s.encode(frame):
+            c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+
+
+def band_level(x: np.ndarray, freq: float) -> float:
+    """Amplitude of ``freq`` in ``x`` (a Hann-windowed DFT bin at the 48 kHz mix rate), in dB."""
+    w = np.hanning(len(x))
+    c = np.abs(np.sum(x * w * np.exp(-2j * np.pi * freq * np.arange(len(x)) / RATE)))
+    return db(2 * c / w.sum() + 1e-12)
+
+
+def parse_srt(text: str) -> list[tuple[float, float, str]]:
+    def sec(s: str) -> float:
+        h, m, rest = s.split(":")
+        secs, ms = rest.split(",")
+        return int(h) * 3600 + int(m) * 60 + int(secs) + int(ms) / 1000
+
+    cues = []
+    for block in text.strip().split("\n\n"):
+        lines = block.splitlines()
+        a, b = lines[1].split(" --> ")
+        cues.append((sec(a), sec(b), " ".join(lines[2:])))
+    return cues

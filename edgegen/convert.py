@@ -33,8 +33,13 @@ import mlx.core as mx
 import numpy as np
 
 from edgegen import __version__, store
-from edgegen.artifact import DTYPES, MODEL_COMPONENTS, build_module
+from edgegen.artifact import DTYPES
+from edgegen.converters.components import MODEL_COMPONENTS, build_module
+from edgegen.converters.manifest import FORMAT_VERSION, MANIFEST, Component, Manifest, Target
 from edgegen.converters.quantize import QuantPlan, check_options, plan, quantize_weights
+from edgegen.converters.safetensors_io import write_file
+from edgegen.converters.source import SourceModel, open_diffusers_source
+from edgegen.device import compute_dtype, vae_needs_float32
 from edgegen.errors import (
     ModelError,
     ModelNotFoundError,
@@ -43,6 +48,7 @@ from edgegen.errors import (
     UsageError,
     WeightMappingError,
 )
+from edgegen.fileio import sha256_file
 
 # Minimum PSNR (dB) of the converted model's check image against the float32 source: below it
 # the converter warns (or fails with --min-psnr). fp16 rounding alone stays far above 40 dB;
@@ -70,9 +76,7 @@ class ConvertOptions:
 
     def validate(self) -> None:
         if self.dtype not in DTYPES:
-            raise UsageError(
-                f"--dtype {self.dtype!r} is not supported; choose one of {list(DTYPES)}"
-            )
+            raise UsageError(f"dtype {self.dtype!r} is not supported; choose one of {list(DTYPES)}")
         check_options(self.quantize, self.group_size)
         if self.check_steps < 1:
             raise UsageError(f"check steps must be ≥ 1, got {self.check_steps}")
@@ -93,7 +97,7 @@ class ConvertOptions:
 class ConvertResult:
     name: str
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     seconds: float
     up_to_date: bool = False
 
@@ -101,110 +105,6 @@ class ConvertResult:
 # (event, component, details) → None; events: "hash", "component", "component-done",
 # "quality", "quality-done".
 Progress = Callable[[str, str, dict[str, Any]], None]
-
-
-@dataclass
-class SourceModel:
-    """A model to convert, with its weights under diffusers' names, read lazily per component.
-
-    Also a :class:`~edgegen.sources.ModelSource` (weights mapped at load, like a diffusers
-    folder), which is what the quality check renders its float32 reference with.
-    """
-
-    name: str
-    family: str  # "sd1" | "sd2" | "sdxl"
-    kind: str  # "diffusers" | "checkpoint"
-    root: Path
-    configs: dict[str, dict[str, Any]]  # component (and "model_index", "scheduler") → config
-    tokenizers: dict[str, Path]  # "tokenizer"/"tokenizer_2" → folder to copy
-    files: dict[str, Path]  # relative name → file that decides the conversion (hashed)
-    read: Callable[[str], dict[str, mx.array]]  # component → its weights, diffusers names
-    turbo: bool = False  # a Turbo (adversarially distilled) model: 1-4 steps, no guidance
-    keep: Any = None  # whatever must outlive the source (e.g. a temporary tokenizer folder)
-    hint: str = ""  # appended to weight-mapping errors (e.g. "pass --config-from")
-
-    @property
-    def components(self) -> list[str]:
-        return [c for c in MODEL_COMPONENTS if c in self.configs]
-
-    def config(self, component: str) -> dict[str, Any]:
-        return self.configs[component]
-
-    def weights(self, component: str) -> dict[str, mx.array]:
-        return self.read(component)
-
-    def rules(self, component: str) -> list:
-        if component == "unet":
-            from edgegen.converters.rules_unet import RULES
-        elif component == "vae":
-            from edgegen.converters.rules_vae import RULES
-        else:
-            from edgegen.converters.rules_clip import RULES
-        return RULES
-
-    def hashes(self) -> dict[str, str]:
-        return {rel: store.sha256_file(path) for rel, path in sorted(self.files.items())}
-
-    @property
-    def defaults(self) -> dict[str, Any]:
-        # SD-Turbo / SDXL-Turbo model cards: one to four steps, guidance_scale 0.
-        return {"steps": 1, "guidance": 0.0} if self.turbo else {}
-
-    # ModelSource
-    def load_tokenizer(self, which: str = "tokenizer"):  # noqa: ANN201
-        from edgegen.tokenizer import CLIPTokenizer
-
-        return CLIPTokenizer.from_dir(self.tokenizers[which])
-
-    def load_text_encoder(self, dtype: mx.Dtype, which: str = "text_encoder"):  # noqa: ANN201
-        return self._load(which, dtype)
-
-    def load_unet(self, dtype: mx.Dtype):  # noqa: ANN201
-        return self._load("unet", dtype)
-
-    def load_vae(self, dtype: mx.Dtype):  # noqa: ANN201
-        return self._load("vae", dtype)
-
-    def _load(self, component: str, dtype: mx.Dtype):  # noqa: ANN202
-        from edgegen.converters.mapping import load_into, map_weights, parameter_shapes
-
-        model = build_module(component, self.config(component))
-        w = map_weights(
-            self.weights(component), self.rules(component), parameter_shapes(model), component
-        )
-        load_into(model, {k: v.astype(dtype) for k, v in w.items()})
-        return model
-
-
-def open_diffusers_source(path: Path) -> SourceModel:
-    from edgegen.converters.diffusers import open_diffusers, read_json
-    from edgegen.converters.safetensors_io import find_weights, read_component
-
-    model = open_diffusers(path)
-    configs: dict[str, dict[str, Any]] = {"model_index": read_json(model.root / "model_index.json")}
-    files = {"model_index.json": model.root / "model_index.json"}
-    tokenizers = {}
-    for comp, folder in model.components.items():
-        if comp.startswith("tokenizer"):
-            tokenizers[comp] = folder
-            files.update({f"{comp}/{p.name}": p for p in sorted(folder.iterdir()) if p.is_file()})
-            continue
-        configs[comp] = model.config(comp)
-        cfg_name = "scheduler_config.json" if comp == "scheduler" else "config.json"
-        files[f"{comp}/{cfg_name}"] = folder / cfg_name
-        if comp != "scheduler":
-            files.update({f"{comp}/{p.name}": p for p in find_weights(folder)})
-    return SourceModel(
-        name=model.name,
-        family=model.family,
-        kind="diffusers",
-        root=model.root,
-        configs=configs,
-        tokenizers=tokenizers,
-        files=files,
-        read=lambda comp: read_component(model.components[comp]),
-        turbo="turbo" in model.name.lower(),
-    )
 
 
 def open_source(src: str | Path, **checkpoint_options: Any) -> SourceModel:
@@ -219,7 +119,11 @@ def open_source(src: str | Path, **checkpoint_options: Any) -> SourceModel:
 
         return open_checkpoint(path, **checkpoint_options)
     if checkpoint_options.get("config_from") is not None:
-        raise UsageError("--config-from applies to single-file checkpoints only")
+        raise UsageError(
+            f"{str(src)!r} is not a single-file checkpoint",
+            option="config_from",
+            advice="{} applies to single-file checkpoints only",
+        )
     from edgegen import defaultmodel
 
     if str(src) in defaultmodel.ALIASES or path.resolve() == defaultmodel.FOLDER:
@@ -242,19 +146,15 @@ def default_name(source: SourceModel, options: ConvertOptions) -> str:
 def component_dtype(component: str, source: SourceModel, options: ConvertOptions) -> str:
     """The stored float dtype of a component: the requested one, except SDXL's VAE, which
     overflows in half precision (black/NaN images) unless its config says it was fixed."""
-    if (
-        component == "vae"
-        and source.family == "sdxl"
-        and source.config("vae").get("force_upcast", True)
-        and options.dtype != "float32"
-    ):
+    half = options.dtype != "float32"
+    if component == "vae" and half and vae_needs_float32(source.family, source.config("vae")):
         return "float32"
     return options.dtype
 
 
 def convert_component(
     source: SourceModel, component: str, options: ConvertOptions, out_dir: Path
-) -> dict[str, Any]:
+) -> Component:
     """Map, cast, quantize and write one component; return its manifest entry."""
     from edgegen.converters.mapping import map_weights, parameter_shapes
 
@@ -266,7 +166,11 @@ def convert_component(
     except WeightMappingError as e:
         if not source.hint:
             raise
-        raise WeightMappingError(f"{e}; {source.hint}") from e
+        raise WeightMappingError(
+            f"{e}; {source.hint}",
+            option="config_from",
+            advice="pass {} with a diffusers folder of its architecture",
+        ) from e
     dtype_name = component_dtype(component, source, options)
     dtype = DTYPES[dtype_name]
     qplan: QuantPlan | None = None
@@ -278,18 +182,15 @@ def convert_component(
     if qkeys:
         out = quantize_weights(out, qplan, dtype)
     path = out_dir / f"{component}.safetensors"
-    try:
-        mx.save_safetensors(str(path), out, metadata={"format": "mlx", "component": component})
-    except (RuntimeError, OSError, ValueError) as e:
-        raise OutputError(f"cannot write {str(path)!r}: {e}") from e
+    size = write_file(path, out, {"format": "mlx", "component": component})
     del out, mapped
-    return {
-        "file": path.name,
-        "dtype": dtype_name,
-        "quantization": qplan.to_manifest() if qplan is not None else None,
-        "parameters": sum(math.prod(s) for s in parameter_shapes(model).values()),
-        "bytes": path.stat().st_size,
-    }
+    return Component(
+        file=path.name,
+        dtype=dtype_name,
+        quantization=qplan,
+        parameters=sum(math.prod(s) for s in parameter_shapes(model).values()),
+        bytes=size,
+    )
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
@@ -301,9 +202,9 @@ def _copy_tree(src: Path, dst: Path) -> None:
 
 def _artifact_files(root: Path) -> dict[str, dict[str, Any]]:
     files = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != store.MANIFEST):
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST):
         rel = path.relative_to(root).as_posix()
-        files[rel] = {"bytes": path.stat().st_size, "sha256": store.sha256_file(path)}
+        files[rel] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
     return files
 
 
@@ -311,15 +212,15 @@ def _is_up_to_date(
     name: str, record: dict[str, Any], source_files: dict[str, str], source: SourceModel
 ) -> bool:
     try:
-        old = store.read_manifest(store.models_dir() / name)
+        old = Manifest.read(store.models_dir() / name)
     except ModelError:
         return False
     configs = json.loads(json.dumps({c: source.config(c) for c in source.configs}))
     return (
-        old.get("format_version") == store.FORMAT_VERSION
-        and old.get("conversion") == record
-        and old.get("source", {}).get("files") == source_files
-        and old.get("config") == configs
+        old.format_version == FORMAT_VERSION
+        and old.conversion == record
+        and old.source.get("files") == source_files
+        and old.config == configs
     )
 
 
@@ -347,16 +248,18 @@ def convert(
     if store.exists(name):
         if not options.force and _is_up_to_date(name, record, source_files, source):
             path = store.models_dir() / name
-            return ConvertResult(name, path, store.read_manifest(path), 0.0, up_to_date=True)
+            return ConvertResult(name, path, Manifest.read(path), 0.0, up_to_date=True)
         if not options.force:
             raise UsageError(
                 f"model {name!r} already exists in the store (converted differently or from "
-                "other files); pass --force to replace it or --name to choose another name"
+                "other files)",
+                option="force",
+                advice="pass {} to replace it, or choose another name",
             )
 
     # 3. Components, each written into the hidden temporary artifact directory.
     with store.new_artifact(name, force=options.force) as tmp:
-        components: dict[str, dict[str, Any]] = {}
+        components: dict[str, Component] = {}
         for component in [c for c in MODEL_COMPONENTS if c in source.components]:
             report("component", component, {})
             t = time.perf_counter()
@@ -364,7 +267,7 @@ def convert(
             report(
                 "component-done",
                 component,
-                {**components[component], "seconds": time.perf_counter() - t},
+                {"entry": components[component], "seconds": time.perf_counter() - t},
             )
 
         # 4. Tokenizers and manifest.
@@ -372,27 +275,26 @@ def convert(
             if which in source.tokenizers:
                 _copy_tree(source.tokenizers[which], tmp / which)
         files = _artifact_files(tmp)
-        for entry in components.values():
-            entry["sha256"] = files[entry["file"]]["sha256"]
-        manifest = {
-            "name": name,
-            "kind": "diffusion",
-            "family": source.family,
-            "edgegen_version": __version__,
-            "created": store.now_iso(),
-            "source": {
+        components = {c: replace(e, sha256=files[e.file]["sha256"]) for c, e in components.items()}
+        manifest = Manifest(
+            name=name,
+            kind="diffusion",
+            family=source.family,
+            edgegen_version=__version__,
+            created=store.now_iso(),
+            source={
                 "path": str(source.root),
                 "kind": source.kind,
                 "name": source.name,
                 "files": source_files,
             },
-            "conversion": record,
-            "targets": {"mlx": {"layout": "NHWC", "components": components, "files": files}},
-            "config": {c: source.config(c) for c in source.configs},
-            "defaults": source.defaults,
-            "turbo": source.turbo,
-            "bytes": sum(f["bytes"] for f in files.values()),
-        }
+            conversion=record,
+            targets={"mlx": Target(components, files, layout="NHWC")},
+            config={c: source.config(c) for c in source.configs},
+            defaults=source.defaults,
+            bytes=sum(f["bytes"] for f in files.values()),
+            extra={"turbo": source.turbo},
+        )
         _write(tmp, manifest)
 
         # 5. Quality report against the float32 source.
@@ -404,14 +306,16 @@ def convert(
             key = options.quantize or options.dtype
             quality["threshold_db"] = THRESHOLDS[key]
             quality["passed"] = quality["psnr_db"] is None or quality["psnr_db"] >= THRESHOLDS[key]
-            manifest["quality"] = quality
+            manifest = manifest.with_quality(quality)
             _write(tmp, manifest)
             report("quality-done", "", quality)
             psnr = quality["psnr_db"]
             if options.min_psnr is not None and psnr is not None and psnr < options.min_psnr:
                 raise QualityError(
                     f"converted model {name!r} scores {psnr:.1f} dB PSNR against the source, "
-                    f"below --min-psnr {options.min_psnr:g}; nothing was written"
+                    f"below the minimum of {options.min_psnr:g} dB asked for; nothing was written",
+                    option="min_psnr",
+                    advice="lower {} or convert at a higher precision",
                 )
             if not quality["passed"]:
                 warnings.warn(
@@ -440,11 +344,9 @@ def check_size(native: int) -> int:
 def render_check(source: Any, steps: int, guidance: float, dtype: mx.Dtype) -> np.ndarray:
     """The check image (float, [0, 1], NHWC) of ``source`` for the fixed prompt and seed."""
     from edgegen.params import GenerationParams
-    from edgegen.pipeline import StableDiffusion
+    from edgegen.pipelines import pipeline_for
 
-    if source.family == "sdxl":
-        from edgegen.sdxl import StableDiffusionXL as StableDiffusion  # noqa: N814
-    sd = StableDiffusion(source, dtype)
+    sd = pipeline_for(source, dtype)
     size = check_size(sd.native)
     p = GenerationParams(
         CHECK_PROMPT, CHECK_NEGATIVE, steps=steps, guidance=guidance, seed=CHECK_SEED,
@@ -454,17 +356,17 @@ def render_check(source: Any, steps: int, guidance: float, dtype: mx.Dtype) -> n
     for step in sd.denoise(p, sd.initial_noise(CHECK_SEED, size, size)):
         mx.eval(step.latents)
         latents = step.latents
-    vae = sd.vae
-    images = vae.decode((latents / vae.config.scaling_factor).astype(sd.dtype))
-    return np.array(mx.clip(images.astype(mx.float32) / 2 + 0.5, 0.0, 1.0))
+    return np.array(sd.decode_float(latents))
 
 
 def quality_report(reference: Any, converted: Any, steps: int) -> dict[str, Any]:
     """Render the check image with the float32 ``reference`` and with ``converted`` (in its
     stored precision on a GPU; in float32 on a CPU, where half-precision matmuls have no fast
     kernel, so only the stored weights' rounding is measured) and compare them."""
-    compute = mx.float32 if mx.default_device() == mx.cpu else converted.dtype
-    guidance = 0.0 if reference.turbo else 7.5
+    compute = compute_dtype(converted.dtype)
+    from edgegen.params import GenerationParams
+
+    guidance = 0.0 if reference.turbo else GenerationParams.guidance
     ref = render_check(reference, steps, guidance, mx.float32)
     out = render_check(converted, steps, guidance, compute)
     value = psnr(ref, out)
@@ -482,8 +384,8 @@ def quality_report(reference: Any, converted: Any, steps: int) -> dict[str, Any]
     }
 
 
-def _write(directory: Path, manifest: dict[str, Any]) -> None:
+def _write(directory: Path, manifest: Manifest) -> None:
     try:
-        store.write_manifest(directory, manifest)
+        manifest.write(directory)
     except OSError as e:
         raise OutputError(f"cannot write the manifest in {str(directory)!r}: {e.strerror}") from e

@@ -14,8 +14,7 @@ import colorsys
 from dataclasses import dataclass
 
 import numpy as np
-
-from edgegen.defaultmodel.scenes import COLOURS
+from scenes import COLOURS
 
 CHROMATIC = ("red", "orange", "yellow", "green", "blue", "purple", "pink")
 MIN_SATURATION = 0.45
@@ -139,7 +138,7 @@ def agrees(image: np.ndarray, colour: str, position: str) -> bool:
 
 def evaluate(
     sd, steps: int = 20, guidance: float = 5.0
-) -> list[tuple[Case, int, bool, np.ndarray]]:  # noqa: ANN001
+) -> list[tuple[Case, int, bool, np.ndarray]]:
     """Generate every case × seed with a loaded ``StableDiffusion``; (case, seed, ok, image)."""
     from edgegen.params import GenerationParams
 
