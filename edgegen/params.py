@@ -72,3 +72,14 @@ def a1111_parameters(
     fields.append(f"Version: edgegen {version}")
     lines.append(", ".join(fields))
     return "\n".join(lines)
+
+
+class PromptTruncatedWarning(UserWarning):
+    """A prompt was longer than the text encoder's context; the message says what was dropped.
+
+    ``prompt`` and ``dropped`` let a caller that added text of its own (the video renderer's
+    style terms) tell whether any of the user's words were lost."""
+
+    def __init__(self, message: str, prompt: str = "", dropped: str = "") -> None:
+        super().__init__(message)
+        self.prompt, self.dropped = prompt, dropped

@@ -21,13 +21,22 @@ import mlx.core as mx
 import numpy as np
 
 from edgegen.device import vae_dtype
-from edgegen.params import GenerationParams, portrait_size
+from edgegen.params import GenerationParams, PromptTruncatedWarning, portrait_size
 from edgegen.samplers import make_sampler
 from edgegen.sources import ModelSource
 
 
-class PromptTruncatedWarning(UserWarning):
-    """A prompt was longer than the text encoder's context; the message says what was dropped."""
+def warn_truncated(prompts: list[str], truncated: list[str], limit: int, stacklevel: int) -> None:
+    """One :class:`PromptTruncatedWarning` per prompt the tokenizer cut at ``limit`` tokens."""
+    for prompt, dropped in zip(prompts, truncated, strict=True):
+        if dropped:
+            message = (
+                f"prompt {prompt[:40]!r}… is longer than the text encoder's {limit} tokens; "
+                f"dropped: {dropped!r}"
+            )
+            warnings.warn(
+                PromptTruncatedWarning(message, prompt, dropped), stacklevel=stacklevel + 1
+            )
 
 
 @dataclass
@@ -111,14 +120,7 @@ class StableDiffusion:
         from edgegen.models.clip import encode_prompt_embeddings
 
         batch = self.tokenizer.encode(prompts)
-        for prompt, dropped in zip(prompts, batch.truncated, strict=True):
-            if dropped:
-                warnings.warn(
-                    f"prompt {prompt[:40]!r}… is longer than the text encoder's "
-                    f"{self.tokenizer.model_max_length} tokens; dropped: {dropped!r}",
-                    PromptTruncatedWarning,
-                    stacklevel=2,
-                )
+        warn_truncated(prompts, batch.truncated, self.tokenizer.model_max_length, stacklevel=2)
         ids = mx.array(batch.ids)
         return encode_prompt_embeddings(self.text_encoder, ids, clip_skip).astype(self.dtype)
 

@@ -22,13 +22,12 @@ converter records their defaults (1-4 steps, guidance off) in the manifest.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import mlx.core as mx
 
 from edgegen.params import GenerationParams
-from edgegen.pipeline import PromptTruncatedWarning, StableDiffusion
+from edgegen.pipeline import StableDiffusion, warn_truncated
 from edgegen.sources import ModelSource
 
 
@@ -69,13 +68,7 @@ class StableDiffusionXL(StableDiffusion):
 
     def _ids(self, tokenizer: Any, prompts: list[str]) -> mx.array:
         batch = tokenizer.encode(prompts)
-        for prompt, dropped in zip(prompts, batch.truncated, strict=True):
-            if dropped:
-                warnings.warn(
-                    f"prompt {prompt[:40]!r}… is longer than 77 tokens; dropped: {dropped!r}",
-                    PromptTruncatedWarning,
-                    stacklevel=3,
-                )
+        warn_truncated(prompts, batch.truncated, tokenizer.model_max_length, stacklevel=3)
         return mx.array(batch.ids)
 
     def encode_prompts(

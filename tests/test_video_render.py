@@ -232,3 +232,43 @@ def test_a_crash_mid_encode_leaves_no_partial_file(tmp_path, monkeypatch):
             size=(144, 256),
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["story.md"]
+
+
+def test_only_edgegens_style_terms_may_be_dropped_silently():
+    from edgegen.video import prompts
+
+    subject = "sunrise over a calm sea, small boats"
+    prompt = prompts.build_prompt(subject, "cinematic")
+    tail = prompt[len(subject) :]
+    # A short-context model cut into the style terms only (decoded with the tokenizer's spacing).
+    dropped = tail[len(tail) // 2 :].replace(",", " , ")
+    assert prompts.only_style_dropped(prompt, dropped, subject, None)
+    # Any of the scene's own words lost is worth a warning.
+    assert not prompts.only_style_dropped(prompt, "boats" + tail, subject, None)
+    assert not prompts.only_style_dropped("other text", "text", subject, None)
+
+
+def test_render_passes_on_truncation_of_script_words_only(tmp_path):
+    """A short-context model cutting edgegen's own style terms (or its negative prompt) is
+    silent; cutting the script's words is a warning."""
+    import warnings
+
+    from edgegen.params import PromptTruncatedWarning
+
+    class TruncatingImages(FakeImages):
+        def generate(self, prompt, negative, seed, width, height):
+            cut = prompt[-20:] if "Mountains" not in prompt else prompt[8:]
+            for text, dropped in ((prompt, cut), (negative, negative[-10:])):
+                warnings.warn(
+                    PromptTruncatedWarning(f"dropped {dropped!r}", text, dropped), stacklevel=2
+                )
+            return super().generate(prompt, negative, seed, width, height)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        render(
+            script(tmp_path), tmp_path / "a.mp4", images=TruncatingImages(),
+            speaker=FakeSpeaker(), fps=5, size=(144, 256),
+        )  # fmt: skip
+    cut = [w for w in caught if issubclass(w.category, PromptTruncatedWarning)]
+    assert len(cut) == 1 and "Mountains" in cut[0].message.prompt

@@ -9,6 +9,7 @@ into images, and our captions are drawn by us.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from edgegen.errors import UsageError
@@ -83,6 +84,23 @@ def build_prompt(scene_subject: str, style_name: str, character: str | None = No
     preset = style(style_name)
     parts = [scene_subject, character, preset.terms, preset.lighting, FRAMING, QUALITY]
     return ", ".join(p.strip() for p in parts if p and p.strip())
+
+
+def only_style_dropped(
+    prompt: str, dropped: str, scene_subject: str, character: str | None
+) -> bool:
+    """True when the text a tokenizer ``dropped`` from the end of ``prompt`` lies wholly in the
+    style terms edgegen appended (a short-context model, like the built-in one, cannot take
+    them all): the scene's own words all reached the model, so there is nothing to tell."""
+    own = ", ".join(p.strip() for p in (scene_subject, character) if p and p.strip())
+    if not prompt.startswith(own):
+        return False
+    return _letters(prompt[len(own) :]).endswith(_letters(dropped))
+
+
+def _letters(text: str) -> str:
+    # Tokenizers decode dropped text with their own spacing (" , "): compare letters only.
+    return re.sub(r"[^0-9a-z]", "", text.lower())
 
 
 def negative_prompt(style_name: str) -> str:

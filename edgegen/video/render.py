@@ -12,6 +12,7 @@ Stages (each reported through ``progress``): 1. read and validate the storyboard
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from edgegen.errors import InputFileError, UsageError
 from edgegen.fileio import atomic_path
+from edgegen.params import PromptTruncatedWarning
 from edgegen.timings import Speech, Word, to_srt, to_vtt
 from edgegen.video import audio as soundtrack
 from edgegen.video import prompts, storyboard
@@ -262,7 +264,17 @@ def render(
             width=gen_w,
             height=gen_h,
         )
-        img, how, error = _image(images, cache, key, prompt, negative, scene_seed, attempts)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            img, how, error = _image(images, cache, key, prompt, negative, scene_seed, attempts)
+        for record in caught:  # pass on what concerns the script's words, not the style terms
+            m = record.message
+            if isinstance(m, PromptTruncatedWarning) and (
+                m.prompt == negative
+                or prompts.only_style_dropped(m.prompt, m.dropped, subject, board.character)
+            ):
+                continue
+            warnings.warn_explicit(m, record.category, record.filename, record.lineno)
         if img is None:
             img = fallback_card(gen_w, gen_h, i, error or "")
         pictures.append(img)
