@@ -30,7 +30,7 @@ and a voice written by each version. Keys this version does not know are kept, u
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ FORMAT = "edgegen-model"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 KINDS = ("diffusion", "voice", "upscaler")
-DIFFUSION_FAMILIES = ("sd1", "sd2", "sdxl")
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
 
 # What loading needs, per kind: the family names known and the components of each target.
@@ -178,9 +177,6 @@ class Manifest:
                 if entry.sha256:
                     expected.setdefault(entry.file, entry.sha256)
         return expected
-
-    def with_quality(self, quality: dict[str, Any]) -> Manifest:
-        return replace(self, quality=quality)
 
     # Reading and writing.
     @classmethod

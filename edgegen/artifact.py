@@ -23,21 +23,14 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from edgegen.converters.components import build_module
-from edgegen.converters.manifest import Manifest, is_artifact
+from edgegen.converters.manifest import Manifest
 from edgegen.converters.quantize import QuantPlan
 from edgegen.device import vae_dtype
 from edgegen.errors import ModelError, UnsupportedModelError
 
-__all__ = ["DTYPES", "StoreModel", "dtype_name", "is_artifact", "load_module"]
+__all__ = ["DTYPES", "StoreModel", "load_module"]
 
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
-
-
-def dtype_name(dtype: mx.Dtype) -> str:
-    for name, value in DTYPES.items():
-        if value == dtype:
-            return name
-    raise ValueError(f"unsupported dtype {dtype}")
 
 
 class StoreModel:

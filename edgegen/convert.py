@@ -306,7 +306,7 @@ def convert(
             key = options.quantize or options.dtype
             quality["threshold_db"] = THRESHOLDS[key]
             quality["passed"] = quality["psnr_db"] is None or quality["psnr_db"] >= THRESHOLDS[key]
-            manifest = manifest.with_quality(quality)
+            manifest = replace(manifest, quality=quality)
             _write(tmp, manifest)
             report("quality-done", "", quality)
             psnr = quality["psnr_db"]

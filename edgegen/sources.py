@@ -38,7 +38,8 @@ def open_model(model: str | Path | None = None) -> ModelSource:
         return replace(open_diffusers(defaultmodel.path()), name=defaultmodel.DEFAULT_MODEL_NAME)
     # A converted artifact: a folder with an edgegen manifest, or a store name.
     from edgegen import store
-    from edgegen.artifact import StoreModel, is_artifact
+    from edgegen.artifact import StoreModel
+    from edgegen.converters.manifest import is_artifact
 
     path = Path(model).expanduser()
     if path.is_dir() and is_artifact(path):
