@@ -57,14 +57,14 @@ def build(work: Path) -> dict:
 
     from edgegen.convert import ConvertOptions, convert_component
     from edgegen.converters.safetensors_io import read_component
-    from edgegen.converters.source import SourceModel
+    from edgegen.converters.source import ModelSource
 
     src = work / "unet"
     if not src.exists():
         torch.manual_seed(0)
         UNet2DConditionModel(**SD15_UNET).save_pretrained(src, safe_serialization=True)
     config = json.loads((src / "config.json").read_text())
-    source = SourceModel(
+    source = ModelSource(
         name="sd15-random", family="sd1", kind="diffusers", root=work, configs={"unet": config},
         tokenizers={}, files={}, read=lambda component: read_component(src),
     )  # fmt: skip
@@ -93,13 +93,15 @@ def run_mlx(
 ):
     import mlx.core as mx
 
-    from edgegen.artifact import DTYPES, load_module
+    from edgegen.converters.components import build_module
     from edgegen.converters.quantize import QuantPlan
+    from edgegen.converters.source import DTYPES, load_weights_file
 
     info = json.loads((work / "info.json").read_text())[artifact]
     t = time.perf_counter()
-    unet = load_module(
-        "unet", info["config"], work / artifact / "unet.safetensors",
+    unet = build_module("unet", info["config"])
+    load_weights_file(
+        unet, work / artifact / "unet.safetensors",
         QuantPlan.from_manifest(info["quantization"]) if info["quantization"] else None,
         DTYPES[dtype], runtime,
     )  # fmt: skip

@@ -2,7 +2,7 @@
 
 The issue's benchmark: batch 2 (classifier-free guidance), 512×512 (64×64 latents), a (2, 77,
 768) text context, random weights (diffusers' default UNet2DConditionModel config for SD 1.5).
-diffusers builds and saves the model; edgegen loads that folder with ``load_unet``, so both run
+diffusers builds and saves the model; edgegen loads that folder with ``load_component``, so both run
 the same weights and the script reports how far apart the outputs are. Each side is warmed up
 once, then the runs alternate (diffusers, edgegen, diffusers, ...) so that other load on the
 machine hits both alike; medians are reported.
@@ -121,7 +121,7 @@ def main() -> None:
     import mlx.core as mx  # isort: skip
     import numpy as np  # isort: skip
 
-    from edgegen.converters.diffusers import load_unet
+    from edgegen.converters.source import load_component
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = str(Path(tmp) / "unet")
@@ -130,7 +130,7 @@ def main() -> None:
         worker = ctx_.Process(target=_diffusers_worker, args=(there, folder), daemon=True)
         worker.start()
         torch_threads = here.recv()  # the model is saved
-        ours = load_unet(Path(folder))
+        ours = load_component("unet", Path(folder))
         if args.skip_diffusers:
             here.send("stop")
             worker.join()

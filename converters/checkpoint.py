@@ -28,8 +28,10 @@ from typing import Any
 
 import mlx.core as mx
 
+from edgegen.converters.components import MODEL_COMPONENTS
+from edgegen.converters.diffusers import open_diffusers, resolve
 from edgegen.converters.safetensors_io import read_file
-from edgegen.converters.source import SourceModel, open_diffusers_source
+from edgegen.converters.source import ModelSource, defaults_by_name
 from edgegen.errors import ModelError, UnsupportedModelError, UsageError
 
 PREFIXES = {
@@ -358,7 +360,7 @@ def refuse_pickle(path: Path) -> None:
 
 def open_checkpoint(
     path: Path, config_from: str | Path | None = None, prediction_type: str | None = None
-) -> SourceModel:
+) -> ModelSource:
     """Describe a single-file checkpoint as a convert source.
 
     Configs and tokenizers come from ``config_from`` (a diffusers folder or cached repo id of
@@ -377,9 +379,7 @@ def open_checkpoint(
         configs = preset_configs(family, prediction_type)
         tokenizers, keep = preset_tokenizers(family)
     else:
-        ref = open_diffusers_source(
-            Path(config_from) if Path(config_from).exists() else config_from
-        )
+        ref = open_diffusers(resolve(config_from))
         if ref.family != family and {ref.family, family} != {"sd1", "sd2"}:
             raise UsageError(
                 f"the configuration source {str(config_from)!r} is a {ref.family} model but "
@@ -394,13 +394,13 @@ def open_checkpoint(
             {f"config/{k}": v for k, v in ref.files.items() if not k.endswith(".safetensors")}
         )
     parts = split_components(tensors, family)
-    wanted = [c for c in ("text_encoder", "text_encoder_2", "unet", "vae") if c in configs]
+    wanted = [c for c in MODEL_COMPONENTS if c in configs]
     missing = [c for c in wanted if not parts.get(c)]
     if missing:
         raise ModelError(
             f"{str(path)!r} has no {missing[0]} weights ({PREFIXES[family][missing[0]]}…)"
         )
-    return SourceModel(
+    return ModelSource(
         name=path.stem,
         family=source_family,
         kind="checkpoint",
@@ -411,7 +411,7 @@ def open_checkpoint(
         read=lambda component: to_diffusers(
             parts[component], family, component, configs[component]
         ),
-        turbo="turbo" in path.stem.lower(),
+        defaults=defaults_by_name(path.stem),
         keep=keep,
         hint="" if config_from else f"the standard {family} configuration does not fit it",
     )

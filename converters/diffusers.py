@@ -7,19 +7,15 @@ or by a Hugging Face repo id found in the local cache
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlx.core as mx
-import mlx.nn as nn
-
-from edgegen.converters.components import build_module, rules
-from edgegen.converters.mapping import load_mapped
-from edgegen.converters.tokenizer import CLIPTokenizer
+from edgegen.converters.components import FAMILIES, folders
+from edgegen.converters.safetensors_io import find_weights, read_component
+from edgegen.converters.source import ModelSource, defaults_by_name
 from edgegen.errors import ModelError, ModelNotFoundError, UnsupportedModelError
+from edgegen.fileio import read_json
 
 # diffusers pipeline class → edgegen family (refined by the UNet config below).
 SUPPORTED_PIPELINES = {
@@ -39,76 +35,6 @@ KNOWN_UNSUPPORTED = {
     "StableCascadePriorPipeline": "Stable Cascade",
     "LatentConsistencyModelPipeline": "LCM pipeline layout",
 }
-SD_COMPONENTS = ("text_encoder", "tokenizer", "unet", "vae", "scheduler")
-SDXL_COMPONENTS = (*SD_COMPONENTS, "text_encoder_2", "tokenizer_2")
-
-
-@dataclass(frozen=True)
-class DiffusersModel:
-    """A diffusers folder, read directly (weights mapped to MLX layout at load time).
-
-    The converted store artifact offers the same methods, so the pipeline does not care which
-    it was given.
-    """
-
-    root: Path
-    pipeline_class: str
-    family: str  # "sd1" | "sd2" | "sdxl"
-    components: dict[str, Path]
-    name: str
-
-    def config(self, component: str) -> dict[str, Any]:
-        """The component's ``config.json`` (``scheduler_config.json`` for the scheduler)."""
-        folder = self.components[component]
-        name = "scheduler_config.json" if component == "scheduler" else "config.json"
-        return read_json(folder / name)
-
-    def load_tokenizer(self, which: str = "tokenizer") -> CLIPTokenizer:
-        return CLIPTokenizer.from_dir(self.components[which])
-
-    def load_text_encoder(self, dtype, which: str = "text_encoder"):
-        return load_text_encoder(self.components[which], dtype)
-
-    def load_unet(self, dtype):
-        return load_unet(self.components["unet"], dtype)
-
-    def load_vae(self, dtype):
-        return load_vae(self.components["vae"], dtype)
-
-
-def load_component(component: str, directory: Path, dtype: mx.Dtype = mx.float32) -> nn.Module:
-    """A component's module from its diffusers/transformers folder (config.json + safetensors)."""
-    directory = Path(directory)
-    model = build_module(component, read_json(directory / "config.json"))
-    where = directory.name if component.startswith("text_encoder") else component
-    return load_mapped(model, directory, rules(component), where, dtype)
-
-
-def load_text_encoder(directory: Path, dtype: mx.Dtype = mx.float32) -> nn.Module:
-    """A CLIP text encoder from a transformers folder."""
-    return load_component("text_encoder", directory, dtype)
-
-
-def load_unet(directory: Path, dtype: mx.Dtype = mx.float32) -> nn.Module:
-    """The UNet of a diffusers ``unet/`` folder."""
-    return load_component("unet", directory, dtype)
-
-
-def load_vae(directory: Path, dtype: mx.Dtype = mx.float32) -> nn.Module:
-    """The AutoencoderKL of a diffusers ``vae/`` folder."""
-    return load_component("vae", directory, dtype)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ModelError(f"{str(path)!r} is missing") from e
-    except (OSError, ValueError) as e:
-        raise ModelError(f"{str(path)!r} is not valid JSON") from e
-    if not isinstance(data, dict):
-        raise ModelError(f"{str(path)!r} is not a JSON object")
-    return data
 
 
 def hf_cache_dir() -> Path:
@@ -169,8 +95,11 @@ def _display_name(root: Path) -> str:
     return root.name
 
 
-def open_diffusers(path: Path) -> DiffusersModel:
-    """Validate a diffusers folder and describe it; errors name what is wrong."""
+def open_diffusers(path: Path) -> ModelSource:
+    """Validate a diffusers folder (or cache snapshot) and open it; errors name what is wrong.
+
+    Weights stay under diffusers' names and are mapped onto the modules when loaded.
+    """
     root = Path(path)
     if not root.is_dir():
         raise ModelError(f"{str(root)!r} is a file, not a diffusers model folder")
@@ -191,13 +120,36 @@ def open_diffusers(path: Path) -> DiffusersModel:
         raise UnsupportedModelError(
             f"{str(root)!r} has pipeline class {cls!r}; supported: {', '.join(SUPPORTED_PIPELINES)}"
         )
-    wanted = SDXL_COMPONENTS if SUPPORTED_PIPELINES[cls] == "sdxl" else SD_COMPONENTS
-    components = {}
-    for name in wanted:
-        folder = root / name
-        if not folder.is_dir():
+    # SD 1.x and 2.x share their folders; the UNet's config tells them apart.
+    for name in folders("sdxl" if SUPPORTED_PIPELINES[cls] == "sdxl" else "sd1"):
+        if not (root / name).is_dir():
             raise ModelError(f"{str(root)!r} lacks the {name}/ folder its model_index.json lists")
-        components[name] = folder
-    unet_config = read_json(components["unet"] / "config.json")
+    unet_config = read_json(root / "unet" / "config.json")
     family = _family(SUPPORTED_PIPELINES[cls], unet_config)
-    return DiffusersModel(root, cls, family, components, _display_name(root))
+
+    configs: dict[str, dict[str, Any]] = {"model_index": index}
+    files = {"model_index.json": index_path}
+    tokenizers = {}
+    for name in folders(family):
+        folder = root / name
+        if name.startswith("tokenizer"):
+            tokenizers[name] = folder
+            files.update({f"{name}/{p.name}": p for p in sorted(folder.iterdir()) if p.is_file()})
+            continue
+        config_name = "scheduler_config.json" if name == "scheduler" else "config.json"
+        configs[name] = unet_config if name == "unet" else read_json(folder / config_name)
+        files[f"{name}/{config_name}"] = folder / config_name
+        if name in FAMILIES[family]:
+            files.update({f"{name}/{p.name}": p for p in find_weights(folder)})
+    name = _display_name(root)
+    return ModelSource(
+        name=name,
+        family=family,
+        kind="diffusers",
+        root=root,
+        configs=configs,
+        tokenizers=tokenizers,
+        files=files,
+        read=lambda component: read_component(root / component),
+        defaults=defaults_by_name(name),
+    )

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgegen.converters.components import FAMILIES
 from edgegen.converters.quantize import QuantPlan
 from edgegen.errors import ModelError
 
@@ -44,11 +45,7 @@ KINDS = ("diffusion", "voice", "upscaler")
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
 
 # What loading needs, per kind: the family names known and the components of each target.
-_REQUIRED = {
-    "diffusion": {"sd1": ("text_encoder", "unet", "vae"), "sd2": ("text_encoder", "unet", "vae"),
-                  "sdxl": ("text_encoder", "text_encoder_2", "unet", "vae")},
-    "voice": {"piper-vits": ("vits",)},
-}  # fmt: skip
+_REQUIRED = {"diffusion": FAMILIES, "voice": {"piper-vits": ("vits",)}}
 
 
 class _Invalid(Exception):

@@ -128,14 +128,3 @@ def load_into(module, weights: Mapping[str, mx.array]) -> None:
     from mlx.utils import tree_unflatten
 
     module.update(tree_unflatten(list(weights.items())))
-
-
-def load_mapped(module, directory, rules: Sequence[Rule], component: str, dtype: mx.Dtype):
-    """Read a component folder's weights, map them strictly onto ``module``, cast to ``dtype``
-    and evaluate them now, so a bad file fails at load and not mid-generation."""
-    from edgegen.converters.safetensors_io import read_component
-
-    weights = map_weights(read_component(directory), rules, parameter_shapes(module), component)
-    load_into(module, {k: v.astype(dtype) for k, v in weights.items()})
-    mx.eval(module.parameters())
-    return module

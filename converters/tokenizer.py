@@ -14,7 +14,6 @@ The vocabulary comes from a model's ``tokenizer/`` folder in either form found i
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_
 from tokenizers.models import BPE
 
 from edgegen.errors import ModelError, UnsupportedModelError
+from edgegen.fileio import read_json
 
 # OpenAI CLIP's pre-tokenizer pattern, as transformers' CLIPTokenizer spells it for `tokenizers`.
 CLIP_SPLIT = (
@@ -49,16 +49,6 @@ class TokenizedBatch:
     truncated: list[str | None]  # per prompt: the text that did not fit, or None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ModelError(f"{str(path)!r} is not valid JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise ModelError(f"{str(path)!r} is not a JSON object")
-    return data
-
-
 def _token_fields(value: str | dict[str, Any]) -> dict[str, Any]:
     # Configs hold a token either as a bare string or as a serialized AddedToken.
     if isinstance(value, str):
@@ -76,7 +66,7 @@ def _added_token(fields: dict[str, Any], special: bool) -> AddedToken:
 def _read_vocab(tokenizer_dir: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
     # tokenizer.json wins when both forms exist, as in transformers.
     if (tokenizer_dir / "tokenizer.json").is_file():
-        model = _read_json(tokenizer_dir / "tokenizer.json").get("model") or {}
+        model = read_json(tokenizer_dir / "tokenizer.json").get("model") or {}
         if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
             raise UnsupportedModelError(
                 f"{str(tokenizer_dir / 'tokenizer.json')!r} holds a {model.get('type')!r} "
@@ -90,7 +80,7 @@ def _read_vocab(tokenizer_dir: Path) -> tuple[dict[str, int], list[tuple[str, st
             f"{str(tokenizer_dir)!r} holds no CLIP tokenizer: "
             "expected tokenizer.json, or vocab.json and merges.txt"
         )
-    vocab = _read_json(vocab_path)
+    vocab = read_json(vocab_path)
     merges = []
     for line in merges_path.read_text(encoding="utf-8").splitlines():
         if line.startswith("#version") or not line.strip():
@@ -107,7 +97,7 @@ def _read_specials(
 ) -> tuple[dict[str, str | dict[str, Any]], dict[int, dict[str, Any]], int]:
     """Named special tokens, the added-token table (id → fields) and model_max_length."""
     config_path = tokenizer_dir / "tokenizer_config.json"
-    config = _read_json(config_path) if config_path.is_file() else {}
+    config = read_json(config_path) if config_path.is_file() else {}
     specials = {k: config.get(k) or DEFAULT_SPECIALS[k] for k in SPECIAL_KEYS}
     if "added_tokens_decoder" in config:
         added = {int(i): _token_fields(t) for i, t in config["added_tokens_decoder"].items()}
@@ -117,10 +107,10 @@ def _read_specials(
         # <|endoftext|>), and tokenizer.json's added_tokens carry the matching flags.
         map_path = tokenizer_dir / "special_tokens_map.json"
         if map_path.is_file():
-            overrides = _read_json(map_path)
+            overrides = read_json(map_path)
             specials.update({k: overrides[k] for k in SPECIAL_KEYS if overrides.get(k)})
         json_path = tokenizer_dir / "tokenizer.json"
-        entries = _read_json(json_path).get("added_tokens", []) if json_path.is_file() else []
+        entries = read_json(json_path).get("added_tokens", []) if json_path.is_file() else []
         added = {int(t["id"]): _token_fields(t) for t in entries}
     max_length = config.get("model_max_length", DEFAULT_MAX_LENGTH)
     # transformers writes int(1e30) (its VERY_LARGE_INTEGER) for "no limit"; a CLIP text

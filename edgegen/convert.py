@@ -1,6 +1,7 @@
 """Convert a Stable Diffusion model (SD 1.x, 2.x, XL, Turbo) into an MLX store artifact.
 
-The artifact layout and manifest are described in ``edgegen/artifact.py``. Conversion:
+The artifact layout is described in ``converters/source.py`` (:func:`open_artifact`), its
+manifest in ``converters/manifest.py``. Conversion:
 
 1. Open the source: a diffusers folder, a cached Hugging Face repo id, or a single-file
    CompVis/SGM checkpoint (``converters/checkpoint.py`` renames its keys to diffusers names).
@@ -33,12 +34,12 @@ import mlx.core as mx
 import numpy as np
 
 from edgegen import __version__, store
-from edgegen.artifact import DTYPES
 from edgegen.converters.components import MODEL_COMPONENTS, build_module
+from edgegen.converters.diffusers import open_diffusers, resolve
 from edgegen.converters.manifest import FORMAT_VERSION, MANIFEST, Component, Manifest, Target
 from edgegen.converters.quantize import QuantPlan, check_options, plan, quantize_weights
 from edgegen.converters.safetensors_io import write_file
-from edgegen.converters.source import SourceModel, open_diffusers_source
+from edgegen.converters.source import DTYPES, ModelSource, open_artifact
 from edgegen.device import compute_dtype, vae_needs_float32
 from edgegen.errors import (
     ModelError,
@@ -46,7 +47,6 @@ from edgegen.errors import (
     OutputError,
     QualityError,
     UsageError,
-    WeightMappingError,
 )
 from edgegen.fileio import sha256_file
 
@@ -107,10 +107,8 @@ class ConvertResult:
 Progress = Callable[[str, str, dict[str, Any]], None]
 
 
-def open_source(src: str | Path, **checkpoint_options: Any) -> SourceModel:
+def open_source(src: str | Path, **checkpoint_options: Any) -> ModelSource:
     """A diffusers folder, a cached repo id, or a single-file ``.safetensors`` checkpoint."""
-    from edgegen.converters.diffusers import resolve
-
     path = Path(src).expanduser()
     if path.is_file() or path.suffix in (".safetensors", ".ckpt", ".pt", ".bin"):
         if not path.exists():
@@ -128,12 +126,12 @@ def open_source(src: str | Path, **checkpoint_options: Any) -> SourceModel:
 
     if str(src) in defaultmodel.ALIASES or path.resolve() == defaultmodel.FOLDER:
         # The built-in model, by its alias or its folder: named as everywhere else.
-        source = open_diffusers_source(defaultmodel.path())
+        source = open_diffusers(defaultmodel.path())
         return replace(source, name=defaultmodel.DEFAULT_MODEL_NAME)
-    return open_diffusers_source(resolve(src))
+    return open_diffusers(resolve(src))
 
 
-def default_name(source: SourceModel, options: ConvertOptions) -> str:
+def default_name(source: ModelSource, options: ConvertOptions) -> str:
     base = source.name.split("/")[-1].lower()
     base = re.sub(r"[^a-z0-9._-]+", "-", base).strip("-._") or "model"
     if options.quantize:
@@ -143,7 +141,7 @@ def default_name(source: SourceModel, options: ConvertOptions) -> str:
     return f"{base}-{suffix}"
 
 
-def component_dtype(component: str, source: SourceModel, options: ConvertOptions) -> str:
+def component_dtype(component: str, source: ModelSource, options: ConvertOptions) -> str:
     """The stored float dtype of a component: the requested one, except SDXL's VAE, which
     overflows in half precision (black/NaN images) unless its config says it was fixed."""
     half = options.dtype != "float32"
@@ -153,24 +151,13 @@ def component_dtype(component: str, source: SourceModel, options: ConvertOptions
 
 
 def convert_component(
-    source: SourceModel, component: str, options: ConvertOptions, out_dir: Path
+    source: ModelSource, component: str, options: ConvertOptions, out_dir: Path
 ) -> Component:
     """Map, cast, quantize and write one component; return its manifest entry."""
-    from edgegen.converters.mapping import map_weights, parameter_shapes
+    from edgegen.converters.mapping import parameter_shapes
 
     model = build_module(component, source.config(component))
-    try:
-        mapped = map_weights(
-            source.weights(component), source.rules(component), parameter_shapes(model), component
-        )
-    except WeightMappingError as e:
-        if not source.hint:
-            raise
-        raise WeightMappingError(
-            f"{e}; {source.hint}",
-            option="config_from",
-            advice="pass {} with a diffusers folder of its architecture",
-        ) from e
+    mapped = source.mapped_weights(component, model)
     dtype_name = component_dtype(component, source, options)
     dtype = DTYPES[dtype_name]
     qplan: QuantPlan | None = None
@@ -209,7 +196,7 @@ def _artifact_files(root: Path) -> dict[str, dict[str, Any]]:
 
 
 def _is_up_to_date(
-    name: str, record: dict[str, Any], source_files: dict[str, str], source: SourceModel
+    name: str, record: dict[str, Any], source_files: dict[str, str], source: ModelSource
 ) -> bool:
     try:
         old = Manifest.read(store.models_dir() / name)
@@ -299,10 +286,8 @@ def convert(
 
         # 5. Quality report against the float32 source.
         if options.check:
-            from edgegen.artifact import StoreModel
-
             report("quality", "", {"steps": options.check_steps})
-            quality = quality_report(source, StoreModel(tmp), options.check_steps)
+            quality = quality_report(source, open_artifact(tmp), options.check_steps)
             key = options.quantize or options.dtype
             quality["threshold_db"] = THRESHOLDS[key]
             quality["passed"] = quality["psnr_db"] is None or quality["psnr_db"] >= THRESHOLDS[key]
@@ -341,7 +326,7 @@ def check_size(native: int) -> int:
     return max(64, round(native / 2 / 64) * 64)
 
 
-def render_check(source: Any, steps: int, guidance: float, dtype: mx.Dtype) -> np.ndarray:
+def render_check(source: ModelSource, steps: int, guidance: float, dtype: mx.Dtype) -> np.ndarray:
     """The check image (float, [0, 1], NHWC) of ``source`` for the fixed prompt and seed."""
     from edgegen.params import GenerationParams
     from edgegen.pipelines import pipeline_for
@@ -359,7 +344,7 @@ def render_check(source: Any, steps: int, guidance: float, dtype: mx.Dtype) -> n
     return np.array(sd.decode_float(latents))
 
 
-def quality_report(reference: Any, converted: Any, steps: int) -> dict[str, Any]:
+def quality_report(reference: ModelSource, converted: ModelSource, steps: int) -> dict[str, Any]:
     """Render the check image with the float32 ``reference`` and with ``converted`` (in its
     stored precision on a GPU; in float32 on a CPU, where half-precision matmuls have no fast
     kernel, so only the stored weights' rounding is measured) and compare them."""

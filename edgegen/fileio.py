@@ -1,4 +1,5 @@
-"""Atomic output (write to a temporary name beside the target, then rename) and file hashes.
+"""Atomic output (write to a temporary name beside the target, then rename), file hashes and
+the one reader of a model's JSON files.
 
 A crash, Ctrl-C or full disk never leaves a partial file under the final name.
 """
@@ -7,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from edgegen.errors import OutputError
+from edgegen.errors import ModelError, OutputError
 
 
 @contextlib.contextmanager
@@ -64,3 +67,17 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a model's files; a missing, unreadable or non-object file is a
+    one-line :class:`~edgegen.errors.ModelError` naming it."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ModelError(f"{str(path)!r} is missing") from e
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{str(path)!r} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ModelError(f"{str(path)!r} is not a JSON object")
+    return data

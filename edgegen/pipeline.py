@@ -20,7 +20,6 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from edgegen.device import vae_dtype
 from edgegen.params import GenerationParams, PromptTruncatedWarning, portrait_size
 from edgegen.samplers import make_sampler
 from edgegen.sources import ModelSource
@@ -86,9 +85,7 @@ class StableDiffusion:
     @property
     def vae(self):
         if self._vae is None:
-            self._vae = self.source.load_vae(
-                vae_dtype(self.dtype, self.family, self.source.config("vae"))
-            )
+            self._vae = self.source.load_vae(self.dtype)  # float32 where self.dtype breaks it
         return self._vae
 
     @property
@@ -99,7 +96,7 @@ class StableDiffusion:
     def defaults(self) -> dict[str, Any]:
         """Generation settings the model's converter recorded (a Turbo model: 1 step, no
         guidance); empty for a model without any (a diffusers folder, a non-Turbo artifact)."""
-        return dict(getattr(self.source, "defaults", None) or {})
+        return dict(self.source.defaults)
 
     def settings(self, steps: int | None, guidance: float | None) -> tuple[int, float]:
         """``steps`` and ``guidance`` where given, else the model's recorded :attr:`defaults`,

@@ -37,7 +37,7 @@ def load_pipeline(model: str | Path | None, dtype: mx.Dtype | None = None) -> St
     :func:`~edgegen.pipeline.compute_dtype` picks it."""
     source = open_model(model)
     if dtype is None:
-        dtype = compute_dtype(getattr(source, "dtype", None))
+        dtype = compute_dtype(source.dtype)
     return pipeline_for(source, dtype)
 
 

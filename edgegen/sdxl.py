@@ -32,17 +32,8 @@ from edgegen.sources import ModelSource
 
 
 def model_index(source: ModelSource) -> dict[str, Any]:
-    """The model's ``model_index.json`` (store artifacts keep it in their manifest)."""
-    from edgegen.converters.diffusers import read_json
-    from edgegen.errors import ModelError
-
-    try:
-        return source.config("model_index")
-    except (KeyError, ModelError):  # a diffusers folder keeps it as a file, not a component
-        root = getattr(source, "root", None)
-        if root is not None and (root / "model_index.json").is_file():
-            return read_json(root / "model_index.json")
-        return {}
+    """The model's ``model_index.json`` (empty for a checkpoint read with a preset config)."""
+    return source.configs.get("model_index", {})
 
 
 class StableDiffusionXL(StableDiffusion):

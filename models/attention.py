@@ -13,6 +13,7 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 
+from edgegen.device import on_gpu
 from edgegen.models.blocks import GroupNorm
 from edgegen.models.fastmath import geglu, softmax_numerator
 
@@ -46,7 +47,7 @@ def attention(q: mx.array, k: mx.array, v: mx.array, heads: int) -> mx.array:
     m = k.shape[1]
     d = c // heads
     scale = 1.0 / math.sqrt(d)
-    if mx.default_device() != mx.cpu:
+    if on_gpu():  # the fused kernel; the hand-tiled path below is for the CPU
         qh, kh, vh = (t.reshape(b, -1, heads, d).transpose(0, 2, 1, 3) for t in (q, k, v))
         o = mx.fast.scaled_dot_product_attention(qh, kh, vh, scale=scale)
         return o.transpose(0, 2, 1, 3).reshape(b, n, c)

@@ -15,6 +15,7 @@ from functools import cache
 import mlx.core as mx
 import mlx.nn as nn
 
+from edgegen.device import on_gpu
 from edgegen.models.fastmath import silu
 
 
@@ -178,7 +179,7 @@ class Conv2d(nn.Conv2d):
     def __call__(self, x: mx.array) -> mx.array:
         o, kh, kw, i = self.weight.shape
         plain = self.stride == (1, 1) and self.dilation == 1 and self.groups == 1
-        if not plain or mx.default_device() != mx.cpu:
+        if not plain or on_gpu():
             return super().__call__(x)
         bias = self.bias if "bias" in self else mx.zeros((o,), dtype=x.dtype)
         if (kh, kw) == (1, 1) and self.padding == (0, 0):

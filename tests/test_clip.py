@@ -13,7 +13,7 @@ from transformers import CLIPTextConfig as HFConfig
 from transformers import CLIPTextModel as HFModel
 from transformers import CLIPTextModelWithProjection as HFModelWithProjection
 
-from edgegen.converters.diffusers import load_text_encoder
+from edgegen.converters.source import load_component
 from edgegen.errors import UnsupportedModelError, UsageError, WeightMappingError
 from edgegen.models.clip import (
     CLIPTextConfig,
@@ -79,7 +79,7 @@ def test_outputs_match_transformers(saved, variant):
     ids = variant_ids(variant)
     with torch.no_grad():
         ref = ref_model(torch.from_numpy(ids).long(), output_hidden_states=True)
-    model = load_text_encoder(folder)
+    model = load_component("text_encoder", folder)
     out = model(mx.array(ids), output_hidden_states=True)
 
     assert rel_err(out.last_hidden_state, ref.last_hidden_state) <= 1e-4
@@ -98,7 +98,7 @@ def test_outputs_match_transformers(saved, variant):
 def test_pooling_takes_first_eos_not_largest_id(saved):
     ref_model, folder = saved["sd2"]
     ids = variant_ids("sd2")
-    model = load_text_encoder(folder)
+    model = load_component("text_encoder", folder)
     out = model(mx.array(ids))
     last = np.array(out.last_hidden_state)
     np.testing.assert_array_equal(np.array(out.pooler_output), last[[0, 1], [6, 41]])
@@ -116,7 +116,7 @@ def test_clip_skip_follows_diffusers_encode_prompt(saved, clip_skip):
             # StableDiffusionPipeline.encode_prompt: hidden_states[-(clip_skip + 1)], then the
             # final layer norm (transformers 5 keeps it on the model, not under text_model).
             expected = ref_model.final_layer_norm(ref.hidden_states[-(clip_skip + 1)])
-    got = encode_prompt_embeddings(load_text_encoder(folder), mx.array(ids), clip_skip)
+    got = encode_prompt_embeddings(load_component("text_encoder", folder), mx.array(ids), clip_skip)
     assert rel_err(got, expected) <= 1e-4
     if clip_skip:
         assert rel_err(got, ref.last_hidden_state) > 1e-2  # really a different layer
@@ -129,7 +129,7 @@ def test_sdxl_embeddings_use_penultimate_layer_and_projection(saved, clip_skip):
     with torch.no_grad():
         ref = ref_model(torch.from_numpy(ids).long(), output_hidden_states=True)
     hidden, pooled = encode_sdxl_prompt_embeddings(
-        load_text_encoder(folder), mx.array(ids), clip_skip
+        load_component("text_encoder", folder), mx.array(ids), clip_skip
     )
     skip = clip_skip or 0
     assert rel_err(hidden, ref.hidden_states[-(skip + 2)]) <= 1e-4
@@ -137,13 +137,13 @@ def test_sdxl_embeddings_use_penultimate_layer_and_projection(saved, clip_skip):
 
 
 def test_clip_skip_out_of_range_names_valid_range(saved):
-    model = load_text_encoder(saved["sd1"][1])
+    model = load_component("text_encoder", saved["sd1"][1])
     with pytest.raises(UsageError, match="between 0 and 5"):
         encode_prompt_embeddings(model, mx.array(variant_ids("sd1")), 6)
 
 
 def test_too_long_input_is_refused(saved):
-    model = load_text_encoder(saved["sd1"][1])
+    model = load_component("text_encoder", saved["sd1"][1])
     with pytest.raises(UsageError, match="77"):
         model(mx.zeros((1, 78), dtype=mx.int32))
 
@@ -158,7 +158,7 @@ def test_transformers4_layout_with_position_ids_loads(saved, tmp_path):
     ids = variant_ids("sd1")
     with torch.no_grad():
         ref = ref_model(torch.from_numpy(ids).long())
-    out = load_text_encoder(tmp_path)(mx.array(ids))
+    out = load_component("text_encoder", tmp_path)(mx.array(ids))
     assert rel_err(out.last_hidden_state, ref.last_hidden_state) <= 1e-4
 
 
@@ -177,7 +177,7 @@ def test_extra_weight_is_named(saved, tmp_path):
 
     bad = copy_with_weights(saved["sd1"][1], tmp_path / "text_encoder", add)
     with pytest.raises(WeightMappingError, match=r"text_encoder.*self_attn\.rotary\.weight"):
-        load_text_encoder(bad)
+        load_component("text_encoder", bad)
 
 
 def test_missing_weight_is_named(saved, tmp_path):
@@ -186,7 +186,7 @@ def test_missing_weight_is_named(saved, tmp_path):
 
     bad = copy_with_weights(saved["sd1"][1], tmp_path / "text_encoder", drop)
     with pytest.raises(WeightMappingError, match=r"layers\.3\.mlp\.fc2\.bias"):
-        load_text_encoder(bad)
+        load_component("text_encoder", bad)
 
 
 def test_projection_weight_without_projection_config_is_refused(saved, tmp_path):
@@ -195,7 +195,7 @@ def test_projection_weight_without_projection_config_is_refused(saved, tmp_path)
 
     bad = copy_with_weights(saved["sd1"][1], tmp_path / "text_encoder", add)
     with pytest.raises(WeightMappingError, match="text_projection"):
-        load_text_encoder(bad)
+        load_component("text_encoder", bad)
 
 
 @pytest.mark.parametrize(
@@ -232,7 +232,7 @@ def test_config_reads_transformers_keys(saved):
 def test_float16_load_casts_weights_and_stays_close(saved):
     ref_model, folder = saved["sd2"]
     ids = variant_ids("sd2")
-    model = load_text_encoder(folder, dtype=mx.float16)
+    model = load_component("text_encoder", folder, dtype=mx.float16)
     assert model.text_model.encoder.layers[0].self_attn.q_proj.weight.dtype == mx.float16
     with torch.no_grad():
         ref = ref_model(torch.from_numpy(ids).long())

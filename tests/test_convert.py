@@ -10,11 +10,11 @@ import pytest
 
 from edgegen import convert as convert_module
 from edgegen import store
-from edgegen.artifact import StoreModel
 from edgegen.cli import flag
 from edgegen.convert import ConvertOptions, convert, psnr
 from edgegen.converters.manifest import Manifest
 from edgegen.converters.quantize import dequantize
+from edgegen.converters.source import open_artifact
 from edgegen.errors import (
     ModelError,
     OutputError,
@@ -58,7 +58,7 @@ def test_float32_artifact_equals_unconverted_run(family, request):
     ref = _render(open_model(src))
     assert np.abs(ours - ref).max() <= 1e-5
     # The stored weights are the mapped source weights, bit for bit.
-    artifact, source = StoreModel(result.path), open_model(src)
+    artifact, source = open_artifact(result.path), open_model(src)
     from mlx.utils import tree_flatten
 
     for load in ("load_unet", "load_vae", "load_text_encoder"):
@@ -148,17 +148,19 @@ def test_manifest_schema(tiny_sd1):
 def test_artifact_loads_in_the_requested_compute_dtype(tiny_sd1):
     from mlx.utils import tree_flatten
 
-    fp16 = StoreModel(convert(tiny_sd1, ConvertOptions(dtype="float16", check=False)).path)
+    fp16 = open_artifact(convert(tiny_sd1, ConvertOptions(dtype="float16", check=False)).path)
     assert fp16.dtype == mx.float16
     for dtype in (mx.float16, mx.float32):
         params = dict(tree_flatten(fp16.load_unet(dtype).parameters()))
         assert {v.dtype for v in params.values()} == {dtype}
-    q8 = StoreModel(convert(tiny_sd1, ConvertOptions(quantize=8, group_size=32, check=False)).path)
-    packed = dict(tree_flatten(q8.load_component("unet", mx.float32, "fused").parameters()))
+    q8 = open_artifact(
+        convert(tiny_sd1, ConvertOptions(quantize=8, group_size=32, check=False)).path
+    )
+    packed = dict(tree_flatten(q8.load("unet", mx.float32, "fused").parameters()))
     layer = "down_blocks.1.resnets.0.conv1"
     assert packed[f"{layer}.weight"].dtype == mx.uint32
     assert packed[f"{layer}.scales"].dtype == mx.float32
-    plain = dict(tree_flatten(q8.load_component("unet", mx.float32, "at-load").parameters()))
+    plain = dict(tree_flatten(q8.load("unet", mx.float32, "at-load").parameters()))
     assert plain[f"{layer}.weight"].shape == (64, 3, 3, 32) and f"{layer}.scales" not in plain
 
 
@@ -271,3 +273,59 @@ def test_bad_options_are_usage_errors(tiny_sd1):
     ]:
         with pytest.raises(UsageError, match=match):
             convert(tiny_sd1, opts)
+
+
+def test_every_kind_of_model_files_opens_as_one_model_source(tiny_sd1, tmp_path, monkeypatch):
+    """A diffusers folder, a cache snapshot, a single-file checkpoint and a store artifact are
+    one ModelSource type, and each loads the same UNet weights."""
+    from mlx.utils import tree_flatten
+    from tiny_sd import make_checkpoint
+
+    from edgegen.convert import open_source
+    from edgegen.converters.source import ModelSource
+
+    snapshot = tmp_path / "hub" / "models--org--tiny" / "snapshots" / "abc123"
+    shutil.copytree(tiny_sd1, snapshot)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    checkpoint = make_checkpoint(tiny_sd1, "sd1", tmp_path / "tiny.safetensors")
+    # The checkpoint takes its configs from the folder: the preset ones are full-size SD 1.5.
+    by_checkpoint = open_source(checkpoint, config_from=tiny_sd1)
+    artifact = open_model(convert(tiny_sd1, ConvertOptions(dtype="float32", check=False)).name)
+    sources = {
+        "folder": open_model(tiny_sd1),
+        "snapshot": open_model("org/tiny"),
+        "checkpoint": by_checkpoint,
+        "artifact": artifact,
+    }
+    assert {type(s) for s in sources.values()} == {ModelSource}
+    assert [s.kind for s in sources.values()] == [
+        "diffusers",
+        "diffusers",
+        "checkpoint",
+        "artifact",
+    ]
+    assert sources["snapshot"].name == "org/tiny"
+    assert {s.family for s in sources.values()} == {"sd1"}
+    assert {tuple(s.components) for s in sources.values()} == {("text_encoder", "unet", "vae")}
+    unets = {
+        k: dict(tree_flatten(s.load_unet(mx.float32).parameters())) for k, s in sources.items()
+    }
+    ref = unets.pop("folder")
+    for kind, params in unets.items():
+        assert params.keys() == ref.keys(), kind
+        assert all(mx.array_equal(params[k], ref[k]).item() for k in ref), kind
+
+
+def test_a_turbo_folder_generates_with_turbo_defaults(tiny_sd1, tmp_path):
+    # Named like SD-Turbo: one step without guidance unless asked, as its model card says;
+    # the same defaults its converted artifact records.
+    turbo = tmp_path / "sd-turbo"
+    shutil.copytree(tiny_sd1, turbo)
+    assert open_model(turbo).defaults == {"steps": 1, "guidance": 0.0}
+    assert StableDiffusion(open_model(turbo)).settings(None, None) == (1, 0.0)
+    assert StableDiffusion(open_model(tiny_sd1)).settings(None, None) == (
+        GenerationParams.steps,
+        GenerationParams.guidance,
+    )
+    result = convert(turbo, ConvertOptions(dtype="float32", check=False))
+    assert result.manifest.defaults == {"steps": 1, "guidance": 0.0}

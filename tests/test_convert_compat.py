@@ -15,8 +15,8 @@ from float32 import VOICE_PEAK_BOUND, peak_error
 from make_artifacts import NAME, VOICE, render, speak
 
 from edgegen import store
-from edgegen.artifact import StoreModel
 from edgegen.cli import cli
+from edgegen.converters.source import open_artifact
 from edgegen.errors import ModelError
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -84,7 +84,7 @@ def _copy_with(tmp_path, edit) -> Path:
 def test_newer_format_is_refused_with_a_clear_message(tmp_path):
     path = _copy_with(tmp_path, lambda m: m.update(format_version=store.FORMAT_VERSION + 1))
     with pytest.raises(ModelError, match="newer than this edgegen reads.*upgrade edgegen"):
-        StoreModel(path)
+        open_artifact(path)
     result = CliRunner().invoke(cli, ["generate", "x", "--model", str(path), "--steps", "1"])
     assert result.exit_code == 4 and "upgrade edgegen" in result.output
 
@@ -100,7 +100,7 @@ def test_newer_format_is_refused_with_a_clear_message(tmp_path):
 )
 def test_broken_manifest_is_one_line_model_error(tmp_path, edit, message):
     with pytest.raises(ModelError, match=message):
-        StoreModel(_copy_with(tmp_path, edit))
+        open_artifact(_copy_with(tmp_path, edit))
 
 
 def test_weights_that_do_not_match_the_manifest_are_named(tmp_path):
@@ -111,7 +111,7 @@ def test_weights_that_do_not_match_the_manifest_are_named(tmp_path):
 
     path = _copy_with(tmp_path, shrink)
     with pytest.raises(ModelError, match="vae.safetensors' does not match its manifest"):
-        StoreModel(path).load_vae(mx.float32)
+        open_artifact(path).load_vae(mx.float32)
 
 
 def test_voice_quantization_picks_the_layers_format_1_picked():

@@ -8,7 +8,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from edgegen.converters.diffusers import load_unet
+from edgegen.converters.source import load_component
 from edgegen.errors import UnsupportedModelError, WeightMappingError
 from edgegen.models.unet import UNetConfig
 
@@ -91,7 +91,7 @@ def _run(ref, ours, h: int, w: int, added: dict | None = None, dtype: mx.Dtype =
 @pytest.mark.parametrize("size", [(8, 16), (9, 12)])
 def test_unet_matches_diffusers(tmp_path, name, config, size):
     ref, folder = _save(tmp_path, config)
-    ours = load_unet(folder)
+    ours = load_component("unet", folder)
     got, want = _run(ref, ours, *size)
     assert got.shape == (2, *size, 4)
     assert _rel_err(got, want) <= 1e-4
@@ -99,7 +99,7 @@ def test_unet_matches_diffusers(tmp_path, name, config, size):
 
 def test_sd1_head_count_convention(tmp_path):
     _, folder = _save(tmp_path, SD1)
-    ours = load_unet(folder)
+    ours = load_component("unet", folder)
     cfg = ours.config
     assert cfg.heads == (4, 4, 4)
     block = ours.down_blocks[1].attentions[0].transformer_blocks[0]
@@ -108,7 +108,7 @@ def test_sd1_head_count_convention(tmp_path):
 
 def test_sdxl_text_time_embedding_matches_diffusers(tmp_path):
     ref, folder = _save(tmp_path, SDXL)
-    ours = load_unet(folder)
+    ours = load_component("unet", folder)
     torch.manual_seed(2)
     added = {
         "added_cond_kwargs": {
@@ -122,7 +122,7 @@ def test_sdxl_text_time_embedding_matches_diffusers(tmp_path):
 
 def test_lcm_timestep_cond_matches_diffusers(tmp_path):
     ref, folder = _save(tmp_path, LCM)
-    ours = load_unet(folder)
+    ours = load_component("unet", folder)
     torch.manual_seed(3)
     got, want = _run(ref, ours, 8, 8, {"timestep_cond": torch.randn(2, 12)})
     assert _rel_err(got, want) <= 1e-4
@@ -130,7 +130,7 @@ def test_lcm_timestep_cond_matches_diffusers(tmp_path):
 
 def test_fp16_load_runs_close_to_fp32(tmp_path):
     ref, folder = _save(tmp_path, SD1)
-    ours = load_unet(folder, dtype=mx.float16)
+    ours = load_component("unet", folder, dtype=mx.float16)
     assert ours.conv_in.weight.dtype == mx.float16
     got, want = _run(ref, ours, 8, 8, dtype=mx.float16)
     assert got.dtype == mx.float16
@@ -177,7 +177,7 @@ def test_missing_weight_is_named(tmp_path):
     del weights["mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight"]
     save_file(weights, path)
     with pytest.raises(WeightMappingError, match=r"attn2\.to_k\.weight"):
-        load_unet(folder)
+        load_component("unet", folder)
 
 
 def test_unexpected_weight_is_named(tmp_path):
@@ -189,7 +189,7 @@ def test_unexpected_weight_is_named(tmp_path):
     weights["down_blocks.0.attentions.0.extra.weight"] = np.zeros((3,), np.float32)
     save_file(weights, path)
     with pytest.raises(WeightMappingError, match="extra"):
-        load_unet(folder)
+        load_component("unet", folder)
 
 
 def test_config_round_trip_from_saved_folder(tmp_path):

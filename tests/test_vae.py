@@ -16,7 +16,7 @@ from float32 import assert_peak_close
 from safetensors.torch import load_file, save_file
 from tiny_sd import tiny_vae
 
-from edgegen.converters.diffusers import load_vae
+from edgegen.converters.source import load_component
 from edgegen.errors import UnsupportedModelError, UsageError, WeightMappingError
 from edgegen.models import blocks
 from edgegen.models.blocks import (
@@ -71,7 +71,7 @@ def test_config_reads_diffusers_keys(tiny):
 
 def test_encode_matches_diffusers(tiny):
     ref, folder = tiny
-    vae = load_vae(folder)
+    vae = load_component("vae", folder)
     x = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(1)) * 2 - 1
     with torch.no_grad():
         dist = ref.encode(x).latent_dist
@@ -82,7 +82,7 @@ def test_encode_matches_diffusers(tiny):
 
 def test_decode_matches_diffusers(tiny):
     ref, folder = tiny
-    vae = load_vae(folder)
+    vae = load_component("vae", folder)
     z = torch.randn(2, 4, 12, 20, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         image = ref.decode(z).sample
@@ -105,7 +105,7 @@ def test_without_mid_attention_or_quant_convs(tmp_path):
         use_post_quant_conv=False,
     ).eval()
     ref.save_pretrained(tmp_path)
-    vae = load_vae(tmp_path)
+    vae = load_component("vae", tmp_path)
     assert "quant_conv" not in vae and not vae.decoder.mid_block.attentions
     z = torch.randn(1, 4, 6, 10, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -124,7 +124,7 @@ def test_old_attention_key_names_load_identically(tiny, tmp_path):
     assert any(".proj_attn." in k for k in renamed)
     save_file(renamed, tmp_path / WEIGHTS)
     (tmp_path / "config.json").write_text((folder / "config.json").read_text())
-    new, old = load_vae(folder), load_vae(tmp_path)
+    new, old = load_component("vae", folder), load_component("vae", tmp_path)
     z = mx.random.normal((1, 8, 8, 4), key=mx.random.key(0))
     assert mx.array_equal(new.decode(z), old.decode(z))
     assert mx.array_equal(new.encode(new.decode(z))[0], old.encode(old.decode(z))[0])
@@ -132,7 +132,7 @@ def test_old_attention_key_names_load_identically(tiny, tmp_path):
 
 def test_fp16_load_casts_weights_and_stays_close(tiny):
     _, folder = tiny
-    vae32, vae16 = load_vae(folder), load_vae(folder, dtype=mx.float16)
+    vae32, vae16 = load_component("vae", folder), load_component("vae", folder, dtype=mx.float16)
     assert vae16.decoder.conv_in.weight.dtype == mx.float16
     z = mx.random.normal((1, 8, 8, 4), key=mx.random.key(1))
     a, b = vae32.decode(z), vae16.decode(z.astype(mx.float16))
@@ -170,7 +170,7 @@ def test_unsupported_class_folder(tiny, tmp_path):
     cfg["_class_name"] = "AutoencoderTiny"
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(UnsupportedModelError, match="AutoencoderTiny"):
-        load_vae(tmp_path)
+        load_component("vae", tmp_path)
 
 
 def test_missing_key_is_named(tiny, tmp_path):
@@ -180,7 +180,7 @@ def test_missing_key_is_named(tiny, tmp_path):
     save_file(state, tmp_path / WEIGHTS)
     (tmp_path / "config.json").write_text((folder / "config.json").read_text())
     with pytest.raises(WeightMappingError, match=r"decoder\.up_blocks\.1\.resnets\.0\.conv2\.bias"):
-        load_vae(tmp_path)
+        load_component("vae", tmp_path)
 
 
 def test_unexpected_key_is_named(tiny, tmp_path):
@@ -190,12 +190,12 @@ def test_unexpected_key_is_named(tiny, tmp_path):
     save_file(state, tmp_path / WEIGHTS)
     (tmp_path / "config.json").write_text((folder / "config.json").read_text())
     with pytest.raises(WeightMappingError, match=r"decoder\.extra\.weight"):
-        load_vae(tmp_path)
+        load_component("vae", tmp_path)
 
 
 def test_tiled_decode_is_exact_when_one_tile_covers(tiny):
     _, folder = tiny
-    vae = load_vae(folder)
+    vae = load_component("vae", folder)
     z = mx.random.normal((1, 12, 20, 4), key=mx.random.key(2))
     assert mx.array_equal(vae.decode_tiled(z, tile=20, overlap=8), vae.decode(z))
 
@@ -204,7 +204,7 @@ def test_tiled_blending_reassembles_a_local_decoder(tiny):
     # With a decoder that has no cross-tile context (nearest upsampling), any tiling must
     # reproduce the whole image: this checks placement and weight normalisation exactly.
     _, folder = tiny
-    vae = load_vae(folder)
+    vae = load_component("vae", folder)
     vae.decode = lambda z: upsample_nearest(z[..., :3], 2)
     z = mx.random.normal((2, 23, 37, 4), key=mx.random.key(3))
     whole = vae.decode(z)
@@ -218,7 +218,7 @@ def test_tiled_decode_close_to_untiled(tiny):
     # Each tile normalises with its own GroupNorm statistics, so tiles only approximate the
     # whole; with 32-latent tiles this random model stays within ~10% mean error.
     _, folder = tiny
-    vae = load_vae(folder)
+    vae = load_component("vae", folder)
     z = mx.random.normal((1, 48, 80, 4), key=mx.random.key(4))
     whole, tiled = np.array(vae.decode(z)), np.array(vae.decode_tiled(z, 32, 16))
     assert np.abs(tiled - whole).mean() / np.abs(whole).mean() < 0.15

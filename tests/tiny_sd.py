@@ -174,8 +174,8 @@ def make_checkpoint(
     import mlx.core as mx
 
     from edgegen.converters.checkpoint import PREFIXES, from_diffusers
-    from edgegen.converters.diffusers import read_json
     from edgegen.converters.safetensors_io import read_component
+    from edgegen.fileio import read_json
 
     out = {}
     for comp, prefix in PREFIXES[family].items():

@@ -79,12 +79,11 @@ def flag(option: str) -> str:
 
 
 def _note_slow_blas() -> None:
-    import mlx.core as mx
-
     import edgegen
     from edgegen._blas import slow_blas_note
+    from edgegen.device import on_gpu
 
-    note = slow_blas_note(edgegen.BLAS, mx.default_device() == mx.cpu)
+    note = slow_blas_note(edgegen.BLAS, not on_gpu())
     if note:
         click.secho(note, fg="yellow", err=True)
 

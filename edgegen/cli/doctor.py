@@ -58,12 +58,11 @@ def doctor(bench: bool) -> None:
 
 def _speech_lanes() -> str:
     """How many processes speak a long text side by side here (edgegen.speech.parallel)."""
-    import mlx.core as mx
-
+    from edgegen.device import on_gpu
     from edgegen.errors import UsageError
     from edgegen.speech.parallel import LANES_VAR, cpu_lanes
 
-    if mx.default_device() != mx.cpu:
+    if on_gpu():
         return "one process (MLX on the GPU)"
     try:
         lanes = cpu_lanes()

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edgegen.device import on_gpu
 from edgegen.errors import UsageError
 from edgegen.speech.normalize import clean, split_tokens, spoken_tokens
 from edgegen.speech.parallel import Helpers, Schedule, cpu_lanes
@@ -142,9 +143,8 @@ class Voice:
             return self._helpers
         if sentences < 2 or self.source is None or cpu_lanes() < 2:
             return None
-        import mlx.core as mx
 
-        if mx.default_device() != mx.cpu:  # one GPU stream is already the whole device
+        if on_gpu():  # one GPU stream is already the whole device
             return None
         try:
             self._helpers = Helpers(self.source, cpu_lanes() - 1)
