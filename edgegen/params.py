@@ -20,6 +20,7 @@ class GenerationParams:
     width: int | None = None  # None: the model's default 9:16 portrait size
     height: int | None = None
     clip_skip: int | None = None  # skip this many final CLIP layers (1 = penultimate)
+    strength: float | None = None  # editing: how much of the picture is redrawn (0..1)
 
     def validate(self) -> None:
         if self.steps < 1:
@@ -32,6 +33,11 @@ class GenerationParams:
                     f"{name} {value} is not a positive multiple of {SIZE_MULTIPLE} "
                     f"(e.g. {max(SIZE_MULTIPLE, round(value / SIZE_MULTIPLE) * SIZE_MULTIPLE)})"
                 )
+        if self.strength is not None and not 0.0 <= self.strength <= 1.0:
+            raise UsageError(
+                f"strength {self.strength:g} is outside [0, 1] (0 keeps the picture, 1 redraws it)",
+                option="strength",
+            )
         if self.clip_skip is not None and self.clip_skip < 0:
             raise UsageError(f"clip_skip must be ≥ 0, got {self.clip_skip}")
         if self.seed < 0 or self.seed >= 2**63:
@@ -67,6 +73,8 @@ def a1111_parameters(
         f"Size: {width}x{height}",
         f"Model: {model}",
     ]
+    if p.strength is not None:
+        fields.append(f"Denoising strength: {p.strength:g}")
     if p.clip_skip:
         fields.append(f"Clip skip: {p.clip_skip + 1}")  # A1111 counts the last layer as 1
     fields.append(f"Version: edgegen {version}")

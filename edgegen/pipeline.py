@@ -20,6 +20,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from edgegen.editing import Edit, paste_back
 from edgegen.params import GenerationParams, PromptTruncatedWarning, portrait_size
 from edgegen.samplers import make_sampler
 from edgegen.sources import ModelSource
@@ -59,7 +60,9 @@ class StableDiffusion:
         unet_cfg = source.config("unet")
         # Each VAE down block but the last halves the resolution.
         self.vae_scale = 2 ** (len(vae_cfg.get("block_out_channels", [0, 0, 0, 0])) - 1)
-        self.latent_channels = int(unet_cfg.get("in_channels", 4))
+        self.latent_channels = int(vae_cfg.get("latent_channels", 4))
+        # A dedicated inpainting UNet also reads the mask and the masked picture's latents.
+        self.inpainting = int(unet_cfg.get("in_channels", 4)) == 2 * self.latent_channels + 1
         self.native = int(unet_cfg.get("sample_size", 64)) * self.vae_scale
         self.scheduler_config = source.config("scheduler")
 
@@ -146,11 +149,30 @@ class StableDiffusion:
         return mx.concatenate([uncond, cond]), None
 
     # 2. Denoising loop
+    def encode_image(self, images: np.ndarray) -> mx.array:
+        """uint8 images (N, H, W, 3) → latents (NHWC): the mean of the VAE's posterior times its
+        scaling factor. The mean, not a sample, so an edit depends on its seed alone."""
+        x = mx.array(images.astype(np.float32) / 127.5 - 1.0)
+        mean, _ = self.vae.encode(x.astype(self.dtype))
+        return mean.astype(mx.float32) * self.vae.config.scaling_factor
+
     def denoise(
-        self, p: GenerationParams, latents: mx.array | None = None, count: int = 1
+        self,
+        p: GenerationParams,
+        latents: mx.array | None = None,
+        count: int = 1,
+        edit: Edit | None = None,
     ) -> Iterator[Step]:
         """Yield after each sampler step. ``latents`` (NHWC, unscaled noise) replaces the
-        seeded noise, as diffusers' ``latents=`` argument does."""
+        seeded noise, as diffusers' ``latents=`` argument does.
+
+        With an ``edit`` the loop starts from its image: the last ``p.strength`` (default
+        :attr:`Edit.default_strength`) of the schedule is run on the image's latents noised to that point (diffusers' img2img), and a
+        mask confines the change (diffusers' inpaint). A strength too small for one step yields
+        the image's own latents as the only step (``total`` 0).
+        """
+        if edit is not None:
+            p = replace(p, width=edit.size[0], height=edit.size[1])
         p = self.resolve_size(p)
         p.validate()
         sampler = make_sampler(p.sampler, self.scheduler_config)
@@ -160,11 +182,41 @@ class StableDiffusion:
         count = latents.shape[0]
         cfg = p.guidance > 1.0
         context, added = self.conditioning(p, count, cfg)
-        x = latents.astype(mx.float32) * sampler.init_noise_sigma
+        noise = latents.astype(mx.float32)
+        n = len(sampler.timesteps)
+        start, init, mask, extra = 0, None, None, None
+        if edit is not None:
+            strength = edit.default_strength if p.strength is None else p.strength
+            start = n - min(int(n * strength), n)
+            init = mx.broadcast_to(self.encode_image(edit.image[None]), noise.shape)
+            if start == n:
+                yield Step(0, 0, init)
+                return
+        if edit is not None and edit.mask is not None:
+            # Binarized at latent resolution (nearest), as diffusers' mask processor does.
+            binary = (edit.mask >= 0.5).astype(np.float32)
+            mask = mx.array(binary[:: self.vae_scale, :: self.vae_scale][None, :, :, None])
+            if self.inpainting:
+                extra = self._inpaint_inputs(mask, edit.image, binary)
+        elif self.inpainting:
+            # An inpainting model asked for a picture from nothing: everything is masked.
+            shape = (count, p.height // self.vae_scale, p.width // self.vae_scale, 1)
+            blank = np.full((p.height, p.width, 3), 127.5, dtype=np.float32)
+            extra = mx.concatenate([mx.ones(shape), self.encode_image(blank[None])], axis=-1)
+        if init is None or (mask is not None and start == 0):
+            x = noise * sampler.init_noise_sigma  # inpainting at full strength: pure noise
+        else:
+            x = sampler.add_noise(init, noise, start)
+        if extra is not None:
+            extra = mx.broadcast_to(extra, (count, *extra.shape[1:]))
+            extra = mx.concatenate([extra, extra]) if cfg else extra
         key = mx.random.key(p.seed)
-        for i, t in enumerate(sampler.timesteps):
+        for i in range(start, n):
+            t = sampler.timesteps[i]
             x_in = sampler.scale_model_input(x, i)
             x_in = mx.concatenate([x_in, x_in]) if cfg else x_in
+            if extra is not None:
+                x_in = mx.concatenate([x_in, extra], axis=-1)
             t_in = mx.full((x_in.shape[0],), float(t), dtype=mx.float32)
             eps = self.unet(x_in.astype(self.dtype), t_in, context, added).astype(mx.float32)
             if cfg:
@@ -172,7 +224,17 @@ class StableDiffusion:
                 eps = eps_uncond + p.guidance * (eps_cond - eps_uncond)
             key, step_key = mx.random.split(key)
             x = sampler.step(eps, i, x, step_key)
-            yield Step(i, len(sampler.timesteps), x)
+            if mask is not None and not self.inpainting:
+                # Outside the mask: the original, noised to the level the next step expects.
+                known = sampler.add_noise(init, noise, i + 1) if i + 1 < n else init
+                x = (1 - mask) * known + mask * x
+            yield Step(i - start, n - start, x)
+
+    def _inpaint_inputs(self, mask: mx.array, image: np.ndarray, binary: np.ndarray) -> mx.array:
+        """An inpainting UNet's extra channels: the latent mask and the masked picture's
+        latents (the picture with the masked pixels set to 0 in [-1, 1], i.e. mid grey)."""
+        masked = image.astype(np.float32) * (1 - binary[..., None]) + 127.5 * binary[..., None]
+        return mx.concatenate([mask, self.encode_image(masked[None])], axis=-1)
 
     # 3. Decoding
     def decode_float(self, latents: mx.array) -> mx.array:
@@ -181,16 +243,24 @@ class StableDiffusion:
         images = self.vae.decode((latents / scaling).astype(self.dtype)).astype(mx.float32)
         return mx.clip(images / 2 + 0.5, 0.0, 1.0)
 
-    def decode(self, latents: mx.array) -> np.ndarray:
-        """Latents (NHWC) → uint8 images (N, H, W, 3), rounded as diffusers does."""
-        return np.array(mx.round(self.decode_float(latents) * 255)).astype(np.uint8)
+    def decode(self, latents: mx.array, edit: Edit | None = None) -> np.ndarray:
+        """Latents (NHWC) → uint8 images (N, H, W, 3), rounded as diffusers does; an
+        outpainting ``edit`` gets its source pixels back (``editing.paste_back``)."""
+        images = np.array(mx.round(self.decode_float(latents) * 255)).astype(np.uint8)
+        if edit is not None and edit.keep is not None:
+            images = np.stack([paste_back(im, edit) for im in images])
+        return images
 
     def generate(
-        self, p: GenerationParams, latents: mx.array | None = None, count: int = 1
+        self,
+        p: GenerationParams,
+        latents: mx.array | None = None,
+        count: int = 1,
+        edit: Edit | None = None,
     ) -> np.ndarray:
         """Run the whole loop and decode; the convenience form of :meth:`denoise`."""
         x = None
-        for step in self.denoise(p, latents, count):
+        for step in self.denoise(p, latents, count, edit):
             x = step.latents
             mx.eval(x)
-        return self.decode(x)
+        return self.decode(x, edit)

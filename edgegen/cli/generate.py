@@ -28,8 +28,8 @@ def _outputs(output: Path | None, seeds: list[int]) -> list[Path]:
     "generate",
     epilog=examples(
         'edgegen generate "a red sun in the top left over a calm sea at sunset" -o sun.png',
-        'edgegen generate "a lighthouse on a cliff, watercolor" --model sd15-q8 --seed 7 --count 4',
-        "edgegen generate --from-png sun.png --steps 30    # the PNG's settings, 30 steps",
+        'edgegen generate "a red boat" -i sun.png --mask boat-mask.png    # inpainting',
+        'edgegen generate "more sea and sky" -i sun.png --extend-to 576x1024    # outpainting',
     ),
 )
 @click.argument("prompt", required=False)
@@ -88,6 +88,37 @@ def _outputs(output: Path | None, seeds: list[int]) -> list[Path]:
     help="Skip final CLIP layers (1 = penultimate).",
 )
 @click.option(
+    "--init-image",
+    "-i",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Start from this picture (img2img; with --mask, inpainting; with --extend, outpainting).",
+)
+@click.option(
+    "--strength",
+    type=float,
+    default=None,
+    help="How much of --init-image is redrawn, 0..1 (default: 0.75; 1 with --mask or --extend).",
+)
+@click.option(
+    "--mask",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Inpainting: repaint where this picture (the size of --init-image) is white.",
+)
+@click.option(
+    "--extend",
+    default=None,
+    help="Outpainting: grow --init-image by SIDE:PIXELS (left, right, up, down), e.g. down:256.",
+)
+@click.option(
+    "--extend-to",
+    "extend_to",
+    type=SIZE,
+    default=None,
+    help="Outpainting: grow --init-image evenly to WIDTHxHEIGHT (e.g. a square to 576x1024).",
+)
+@click.option(
     "--output",
     "-o",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -106,6 +137,11 @@ def generate(
     size: tuple[int, int] | None,
     count: int,
     clip_skip: int | None,
+    init_image: Path | None,
+    strength: float | None,
+    mask: Path | None,
+    extend: str | None,
+    extend_to: tuple[int, int] | None,
     output: Path | None,
 ) -> None:
     """Generate images from PROMPT (or from the settings a PNG recorded, --from-png)."""
@@ -136,6 +172,12 @@ def generate(
         raise UsageError("no prompt: give PROMPT, or --from-png IMAGE to take it from a PNG")
     negative = negative or ""
     seed = secrets.randbelow(2**31) if seed is None else seed
+    edit = _edit(init_image, mask, extend, extend_to, size)
+    if edit is not None:
+        size = edit.size
+        strength = edit.default_strength if strength is None else strength
+    elif strength is not None:
+        raise UsageError("--strength applies to an --init-image; give one, or drop --strength")
     width, height = size if size else (None, None)
     params = GenerationParams(
         prompt,
@@ -147,6 +189,7 @@ def generate(
         width,
         height,
         clip_skip,
+        strength,
     )
     params.validate()  # before loading anything, so bad input fails fast
     seeds = [seed + i for i in range(count)]
@@ -187,12 +230,14 @@ def generate(
             task = progress.add_task(f"seed {image_seed}", total=p.steps)
             latents = None
             with timer.stage("denoise"):
-                for step in sd.denoise(p):
+                for step in sd.denoise(p, edit=edit):
                     mx.eval(step.latents)
                     latents = step.latents
-                    progress.advance(task)
+                    progress.update(
+                        task, completed=min(step.index + 1, step.total), total=step.total
+                    )
             with timer.stage("decode"):
-                image = sd.decode(latents)[0]
+                image = sd.decode(latents, edit)[0]
             text = a1111_parameters(p, p.width, p.height, sampler, sd.name, __version__)
             with timer.stage("save"):
                 save_png(path, image, text)
@@ -200,3 +245,46 @@ def generate(
         for w in caught:
             console.print(f"[yellow]warning:[/yellow] {w.message}")
     console.print(f"{count} image(s) {params.width}x{params.height}, {sampler}: {timer.summary()}")
+
+
+def _edit(
+    init_image: Path | None,
+    mask: Path | None,
+    extend: str | None,
+    extend_to: tuple[int, int] | None,
+    size: tuple[int, int] | None,
+):
+    """The edit the options ask for (None: text to image), checked before any model loads."""
+    from edgegen import editing
+
+    needs = [
+        name
+        for name, v in (("--mask", mask), ("--extend", extend), ("--extend-to", extend_to))
+        if v
+    ]
+    if init_image is None:
+        if needs:
+            raise UsageError(f"{needs[0]} needs an --init-image to edit")
+        return None
+    if len(needs) > 1:
+        raise UsageError(f"{needs[0]} and {needs[1]} cannot be combined; choose one")
+    image = editing.read_image(init_image, "init image")
+    h, w = image.shape[:2]
+    if extend or extend_to:
+        pads = editing.parse_extend(extend) if extend else editing.extend_to(w, h, extend_to)
+        out_w = w + pads.get("left", 0) + pads.get("right", 0)
+        out_h = h + pads.get("up", 0) + pads.get("down", 0)
+        if out_w % 64 or out_h % 64:
+            raise UsageError(
+                f"extending {w}x{h} by {extend or 'that'} gives {out_w}x{out_h}; the result "
+                "must be multiples of 64 wide and tall (adjust PIXELS, or use --extend-to)"
+            )
+        return editing.extend(image, pads)
+    target = size or (max(64, round(w / 64) * 64), max(64, round(h / 64) * 64))
+    m = editing.read_mask(mask, (w, h)) if mask else None
+    if m is not None and target != (w, h):
+        import numpy as np
+        from PIL import Image
+
+        m = np.asarray(Image.fromarray(m).resize(target, Image.NEAREST), dtype=np.float32)
+    return editing.Edit(editing.fit(image, *target), m)
