@@ -1,6 +1,6 @@
 """A diffusion model edgegen can read, whatever its files: the one :class:`ModelSource` type.
 
-Four kinds of files open as a ``ModelSource``, each by one function:
+Four kinds of files open as a ``ModelSource``, by three functions:
 
 - a diffusers folder or Hugging Face cache snapshot (``diffusers.open_diffusers``),
 - a single-file checkpoint (``checkpoint.open_checkpoint``),

@@ -181,7 +181,6 @@ class StableDiffusion:
             latents = self.initial_noise(p.seed, p.width, p.height, count)
         count = latents.shape[0]
         cfg = p.guidance > 1.0
-        context, added = self.conditioning(p, count, cfg)
         noise = latents.astype(mx.float32)
         n = len(sampler.timesteps)
         start, init, mask, extra = 0, None, None, None
@@ -210,6 +209,7 @@ class StableDiffusion:
         if extra is not None:
             extra = mx.broadcast_to(extra, (count, *extra.shape[1:]))
             extra = mx.concatenate([extra, extra]) if cfg else extra
+        context, added = self.conditioning(p, count, cfg)
         key = mx.random.key(p.seed)
         for i in range(start, n):
             t = sampler.timesteps[i]
