@@ -126,19 +126,32 @@ def winograd_weights(weight: mx.array) -> mx.array:
     return u.reshape(16, weight.shape[3], weight.shape[0]).astype(weight.dtype)
 
 
+# The shifted-taps GEMMs are thin (K = C_in, N = C_out, 64 each in Real-ESRGAN), so they are
+# bound by memory traffic: over a whole 300×300 map, nine passes over input and output stream
+# ~400 MB through memory and ran at 38 GFLOPS. Bands of rows whose input fits in L2/L3 ran at
+# 65 GFLOPS, 1.8× faster. Each band reads straight from the padded map (views, no halo copies).
+_SHIFTED_BAND_BYTES = 2 * 2**20
+
+
 def conv3x3_shifted(x: mx.array, taps: mx.array, bias: mx.array) -> mx.array:
     """Same-padded 3×3 convolution of NHWC ``x`` as nine GEMMs over contiguous row slices;
-    ``taps`` is the (9, I, O) kernel, tap index 3·dy + dx."""
+    ``taps`` is the (9, I, O) kernel, tap index 3·dy + dx. Large maps go in bands of rows."""
     b, h, w, c = x.shape
     wp = w + 2
     # One extra bottom row so the last tap's slice stays inside the buffer.
     xp = mx.pad(x, [(0, 0), (1, 2), (1, 1), (0, 0)]).reshape(b, (h + 3) * wp, c)
-    out = None
-    for i in range(9):
-        off = (i // 3) * wp + i % 3
-        a = xp[:, off : off + h * wp]
-        out = a @ taps[i] if out is None else mx.addmm(out, a, taps[i])
-    return out.reshape(b, h, wp, -1)[:, :, :w] + bias
+    rows = max(1, _SHIFTED_BAND_BYTES // (b * wp * c * x.dtype.size))
+    bands = []
+    for r0 in range(0, h, rows):
+        n = min(rows, h - r0)
+        out = None
+        for i in range(9):
+            off = (r0 + i // 3) * wp + i % 3
+            a = xp[:, off : off + n * wp]
+            out = a @ taps[i] if out is None else mx.addmm(out, a, taps[i])
+        bands.append(out.reshape(b, n, wp, -1)[:, :, :w])
+    y = bands[0] if len(bands) == 1 else mx.concatenate(bands, axis=1)
+    return y + bias
 
 
 def conv3x3_narrow(x: mx.array, taps: mx.array, bias: mx.array) -> mx.array:
