@@ -37,6 +37,7 @@ from typing import Any
 from edgegen.converters.components import FAMILIES
 from edgegen.converters.quantize import QuantPlan
 from edgegen.errors import ModelError
+from edgegen.models.esrgan import ARCHITECTURES as UPSCALER_ARCHITECTURES
 
 FORMAT = "edgegen-model"
 FORMAT_VERSION = 1
@@ -45,7 +46,11 @@ KINDS = ("diffusion", "voice", "upscaler")
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
 
 # What loading needs, per kind: the family names known and the components of each target.
-_REQUIRED = {"diffusion": FAMILIES, "voice": {"piper-vits": ("vits",)}}
+_REQUIRED = {
+    "diffusion": FAMILIES,
+    "voice": {"piper-vits": ("vits",)},
+    "upscaler": {arch: ("net",) for arch in UPSCALER_ARCHITECTURES},
+}
 
 
 class _Invalid(Exception):

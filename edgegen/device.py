@@ -4,6 +4,7 @@
 - :func:`compute_dtype`: on a GPU a converted model computes in the precision it stores
   (fp16/bf16 halve memory traffic there); on the CPU always float32, because MLX's CPU fp16
   arithmetic measured ~20x slower than fp32 here.
+- :func:`available_memory`: what a heavy job may allocate, for the checks made before it starts.
 - :func:`vae_dtype`: the VAE rule. SDXL's VAE overflows in float16 into black images unless its
   config says it was fixed (``force_upcast: false``); such a VAE is stored and run in float32.
 """
@@ -45,3 +46,21 @@ def vae_dtype(
     if dtype == mx.float16 and vae_needs_float32(family, vae_config):
         return mx.float32
     return dtype
+
+
+def available_memory() -> int | None:
+    """Bytes of memory a new allocation can use now: Linux's MemAvailable (free plus
+    reclaimable cache), else the physical memory; None when the system does not say."""
+    import os
+
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -215,3 +215,25 @@ def test_cli_edit_errors_are_one_line_and_write_nothing(tiny_sd1, tmp_path):
     for args, code, needles in cases:
         _one_line_error(_run("generate", "a sun", *model, *args), code, *needles)
         assert not out.exists()
+
+
+def test_sdxl_img2img_matches_diffusers(tiny_sdxl, monkeypatch):
+    import diffusers
+    from diffusers.pipelines.stable_diffusion_xl import (
+        pipeline_stable_diffusion_xl_img2img as xl_img2img,
+    )
+
+    image = _picture()
+    mode = lambda out, generator=None, sample_mode="sample": out.latent_dist.mode()  # noqa: E731
+    monkeypatch.setattr(xl_img2img, "retrieve_latents", mode)
+    given = torch.from_numpy(_noise().transpose(0, 3, 1, 2).copy())
+    monkeypatch.setattr(xl_img2img, "randn_tensor", lambda *a, **k: given.clone())
+    pipe = diffusers.StableDiffusionXLImg2ImgPipeline.from_pretrained(tiny_sdxl)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    out = pipe("the sun over a calm sea", negative_prompt="blurry", guidance_scale=6.0,
+               image=Image.fromarray(image), strength=0.7, num_inference_steps=5,
+               output_type="np")  # fmt: skip
+    ref = (out.images * 255).round().astype(np.uint8)
+    ours = _ours(tiny_sdxl, "euler", editing.Edit(image), 0.7, 5)
+    assert _mae(ours, ref) <= PARITY_MAE

@@ -24,9 +24,10 @@ COMMANDS = {
     "doctor": "edgegen.cli.doctor:doctor",
     "convert": "edgegen.cli.convert:convert",
     "models": "edgegen.cli.models:models",
+    "upscale": "edgegen.cli.upscale:upscale",
 }
 # Commands that run models: each says so in one line when MLX would run on a slow BLAS.
-COMPUTE = {"generate", "speak", "render", "convert"}
+COMPUTE = {"generate", "speak", "render", "convert", "upscale"}
 
 
 class LazyGroup(click.Group):

@@ -1,11 +1,14 @@
-"""``edgegen convert SRC --to mlx``: a diffusion model (or a Piper voice) → the model store.
+"""``edgegen convert SRC --to mlx``: a diffusion model, a Piper voice or an ncnn upscaler →
+the model store.
 
-Thin on purpose: the work is in ``edgegen.convert``; this shows per-component
-progress and a summary, and dispatches ``.onnx`` voices to the speech converter.
+Thin on purpose: the work is in ``edgegen.convert``; this shows per-component progress and a
+summary, and dispatches ``.onnx`` voices to the speech converter and ``.param`` upscalers to
+``edgegen.upscale``.
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,12 +50,32 @@ def _convert_voice(src: str, name: str | None, quantize: int | None, force: bool
     click.echo(f"converted voice into {path}")
 
 
+def _convert_upscaler(src: str, name: str | None, dtype: str, force: bool) -> None:
+    from edgegen.converters.manifest import Manifest
+    from edgegen.upscale import convert_upscaler
+
+    if dtype == "bfloat16":
+        raise UsageError("upscalers are stored in float16 or float32, not bfloat16")
+    t = time.perf_counter()
+    path = convert_upscaler(Path(src), name, dtype=dtype, force=force)
+    m = Manifest.read(path)
+    entry = m.mlx.components["net"]
+    cfg = m.config
+    click.echo(
+        f"converted {m.family} ×{cfg['scale']} (output ×{cfg['output_scale']}, "
+        f"{entry.parameters:,} parameters, {entry.dtype}) into {path} "
+        f"({human_bytes(entry.bytes)}) in {time.perf_counter() - t:.1f}s; "
+        f"quality: {m.quality['psnr_vs_bicubic_db']:.1f} dB from bicubic on the test card; "
+        f"use it with edgegen upscale --model {m.name}"
+    )
+
+
 @click.command(
     "convert",
     epilog=examples(
         "edgegen convert ~/models/stable-diffusion-v1-5 --to mlx --quantize 8 --name sd15-q8",
         "edgegen convert ~/Downloads/sd_xl_base_1.0.safetensors --to mlx",
-        "edgegen convert en_US-lessac-medium.onnx --to mlx",
+        "edgegen convert realesrgan-x4plus.param --to mlx",
     ),
 )
 @click.argument("src")
@@ -111,10 +134,16 @@ def convert(
     prediction_type: str | None,
 ) -> None:
     """Convert SRC (a diffusers folder, a cached Hugging Face repo id, a single-file
-    .safetensors checkpoint, or a Piper VOICE.onnx) into the local model store."""
+    .safetensors checkpoint, a Piper VOICE.onnx, or a Real-ESRGAN ncnn MODEL.param with its
+    MODEL.bin) into the local model store."""
     bits = int(quantize) if quantize else None
     if src.lower().endswith(".onnx"):
         _convert_voice(src, name, bits, force)
+        return
+    if src.lower().endswith(".param"):
+        if bits:
+            raise UsageError("upscalers are not quantized (1-33 MB); drop --quantize")
+        _convert_upscaler(src, name, dtype, force)
         return
 
     from rich.table import Table

@@ -28,9 +28,16 @@ def load_speaker(voice: str | None) -> Speaker:
     return load_voice(voice)
 
 
+def load_upscaler(name: str | None):
+    from edgegen.upscale import load_upscaler as load
+
+    return load(name)
+
+
 STAGES = {
     "speech": "voiceover",
     "images": "images",
+    "upscale": "upscaling",
     "audio": "soundtrack",
     "frames": "frames",
     "subtitles": "subtitles",
@@ -68,6 +75,14 @@ STAGES = {
 @click.option("--size", type=SIZE, default=None, help="WIDTHxHEIGHT (default 1080x1920).")
 @click.option("--seed", type=int, default=None, help="Video seed (scene seeds derive from it).")
 @click.option("--captions/--no-captions", default=None, help="Burn in word-timed captions.")
+@click.option(
+    "--upscale/--no-upscale", default=True, show_default=True,
+    help="Upscale scene images more than 2x smaller than the frame (Real-ESRGAN).",
+)  # fmt: skip
+@click.option(
+    "--upscaler", envvar="EDGEGEN_UPSCALER", default=None,
+    help="Upscaler: store name, folder or MODEL.param (default: realesr-animevideov3).",
+)  # fmt: skip
 def render(
     script: Path,
     output: Path | None,
@@ -81,6 +96,8 @@ def render(
     size: tuple[int, int] | None,
     seed: int | None,
     captions: bool | None,
+    upscale: bool,
+    upscaler: str | None,
 ) -> None:
     """Render SCRIPT (.md/.txt: one paragraph per scene; or a .toml storyboard) to a video."""
     from edgegen.cli.progress import console, step_progress
@@ -94,6 +111,11 @@ def render(
     storyboard.validate(board.with_overrides(**overrides, width=width, height=height))
     images = load_images(model)
     speaker = load_speaker(voice or board.voice)
+    if upscaler is not None and not upscale:
+        from edgegen.errors import UsageError
+
+        raise UsageError("--upscaler and --no-upscale contradict each other; pass one of them")
+    upscaling = load_upscaler(upscaler) if upscale else None
     with step_progress() as progress, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tasks: dict[str, int] = {}
@@ -117,6 +139,7 @@ def render(
             size=size,
             captions=captions,
             progress=on_event,
+            upscaler=upscaling,
         )
     for w in {str(w.message): w for w in caught}.values():
         console.print(f"[yellow]warning:[/yellow] {w.message}")
@@ -135,7 +158,12 @@ def summary(report: RenderReport) -> list[str]:
         + ", ".join(f"{k} {v:.1f}s" for k, v in report.stage_seconds.items())
         + f"; total {sum(report.stage_seconds.values()):.1f}s",
         f"images: {report.generated} generated, {report.cache_hits} from cache, "
-        f"{len(report.failed)} failed",
+        f"{len(report.failed)} failed"
+        + (
+            f", {sum(1 for s in report.scenes if s.upscaled)} upscaled"
+            if "upscale" in report.stage_seconds
+            else ""
+        ),
     ]
     for s in report.scenes:
         if s.image == "fallback":

@@ -37,6 +37,12 @@ def scene_key(*, model: str, prompt: str, negative: str, seed: int, width: int, 
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
+def upscale_key(scene: str, upscaler: str, factor: int) -> str:
+    """The key of scene image ``scene`` upscaled ×``factor`` by the upscaler named ``upscaler``."""
+    data = {"v": KEY_VERSION, "scene": scene, "upscaler": upscaler, "factor": factor}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
 @dataclass
 class ImageCache:
     root: Path

@@ -5,7 +5,8 @@ override, if longer), scene boundaries are sample counts at 48 kHz, and frame nu
 computed from those sample counts, so captions and cuts cannot drift from the voice.
 
 Stages (each reported through ``progress``): 1. read and validate the storyboard,
-2. speech per scene, 3. images per scene (cache, retry, fallback card), 4. soundtrack,
+2. speech per scene, 3. images per scene (cache, retry, fallback card), then upscaling of the
+small ones (with an upscaler; cached too), 4. soundtrack,
 5. frames streamed into the encoder, 6. subtitles beside the video.
 """
 
@@ -28,7 +29,7 @@ from edgegen.params import PromptTruncatedWarning
 from edgegen.timings import Speech, Word, to_srt, to_vtt
 from edgegen.video import audio as soundtrack
 from edgegen.video import prompts, storyboard
-from edgegen.video.cache import ImageCache, default_root, scene_key
+from edgegen.video.cache import ImageCache, default_root, scene_key, upscale_key
 from edgegen.video.captions import Captioner, Page
 from edgegen.video.encode import PRESETS, Encoder, EncodeSettings, encode, new_frame
 from edgegen.video.kenburns import KenBurns, Motion, Planes, auto_move, blend
@@ -49,6 +50,33 @@ class ImageSource(Protocol):
 
 
 @runtime_checkable
+class Upscaler(Protocol):
+    """Upscales scene images; ``edgegen.upscale.Upscaler`` satisfies this. ``name`` (and an
+    optional ``fingerprint`` of its weights) keys the cache."""
+
+    name: str
+    scales: tuple[int, ...]
+
+    def upscale(self, image: np.ndarray, scale: int | None = None) -> np.ndarray: ...
+
+
+# A scene image more than this many times smaller than the frame (on either axis) is upscaled.
+UPSCALE_ABOVE = 2.0
+
+
+def upscale_factor(
+    image_size: tuple[int, int], frame: tuple[int, int], scales: tuple[int, ...]
+) -> int | None:
+    """The upscaling factor for a scene image of ``image_size`` (w, h) shown in ``frame``:
+    None when it is at most ``UPSCALE_ABOVE``× smaller; else the smallest offered factor that
+    covers the frame, or the largest offered."""
+    need = max(frame[0] / image_size[0], frame[1] / image_size[1])
+    if need <= UPSCALE_ABOVE or not scales:
+        return None
+    return next((s for s in sorted(scales) if s >= need), max(scales))
+
+
+@runtime_checkable
 class Speaker(Protocol):
     """Speaks one scene; ``edgegen.speech.Voice`` satisfies this."""
 
@@ -59,7 +87,7 @@ class Speaker(Protocol):
 
 @dataclass(frozen=True)
 class Event:
-    stage: str  # "speech" | "images" | "audio" | "frames" | "subtitles"
+    stage: str  # "speech" | "images" | "upscale" | "audio" | "frames" | "subtitles"
     done: int
     total: int
     detail: str = ""
@@ -79,6 +107,7 @@ class SceneReport:
     end: float
     image: str  # "cached" | "generated" | "fallback"
     error: str | None = None
+    upscaled: int | None = None  # the factor its image was upscaled by, if it was
 
 
 @dataclass
@@ -169,6 +198,20 @@ def _image(
     return None, "fallback", error
 
 
+def _upscaled(
+    upscaler: Upscaler, cache: ImageCache, key: str, img: Image.Image, factor: int
+) -> Image.Image:
+    """``img`` upscaled by ``factor``, from the cache when this scene image was upscaled by
+    this upscaler before."""
+    ukey = upscale_key(key, f"{upscaler.name}:{getattr(upscaler, 'fingerprint', '')}", factor)
+    cached = cache.get(ukey)
+    if cached is not None:
+        return cached
+    big = Image.fromarray(upscaler.upscale(np.asarray(img.convert("RGB")), factor))
+    cache.put(ukey, big)
+    return big
+
+
 def render(
     script: Path,
     out: Path | None = None,
@@ -187,11 +230,14 @@ def render(
     cache: ImageCache | None = None,
     attempts: int = 2,
     progress: Progress | None = None,
+    upscaler: Upscaler | None = None,
 ) -> RenderReport:
     """Render ``script`` to ``out`` (default: beside the script, ``.mp4``) plus ``.srt``/``.vtt``.
 
     Arguments left ``None`` take the storyboard's values. ``hardware``: encode with
-    VideoToolbox where it opens (macOS), else libx264. Raises ``InputFileError`` /
+    VideoToolbox where it opens (macOS), else libx264. With an ``upscaler``, scene images more
+    than ``UPSCALE_ABOVE``× smaller than the frame are upscaled before the camera moves over
+    them (cached beside the scene image). Raises ``InputFileError`` /
     ``UsageError`` for bad input before anything is written; the MP4 appears only complete.
     """
     notify = progress or (lambda e: None)
@@ -247,6 +293,7 @@ def render(
     seen: dict[str, int] = {}
     reports: list[SceneReport] = []
     pictures: list[Image.Image] = []
+    keys: list[str] = []
     for i, scene in enumerate(board.scenes):
         subject = prompts.subject(scene.narration, scene.visual)
         seen[subject] = seen.get(subject, -1) + 1
@@ -292,7 +339,19 @@ def render(
             )
         )
         notify(Event("images", i + 1, n_scenes, how))
+        keys.append(key)
     clock["images"] = time.perf_counter() - t0
+
+    # 3b. Upscaling: small model images become sharp frame-sized ones (cached as well)
+    if upscaler is not None:
+        t0 = time.perf_counter()
+        for i, (img, rep) in enumerate(zip(pictures, reports, strict=True)):
+            factor = upscale_factor(img.size, (w, h), tuple(upscaler.scales))
+            if factor is not None and rep.image != "fallback":
+                pictures[i] = _upscaled(upscaler, cache, keys[i], img, factor)
+                rep.upscaled = factor
+            notify(Event("upscale", i + 1, n_scenes))
+        clock["upscale"] = time.perf_counter() - t0
 
     # 4. Soundtrack
     t0 = time.perf_counter()
