@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from edgegen.cli.options import SIZE, examples
-from edgegen.errors import ModelNotFoundError, UsageError
+from edgegen.errors import ModelNotFoundError
 from edgegen.params import GenerationParams
-
-
-def _outputs(output: Path | None, seeds: list[int]) -> list[Path]:
-    if output is None:
-        return [Path(f"edgegen-{s}.png") for s in seeds]
-    if output.suffix.lower() != ".png":
-        raise UsageError(f"output {str(output)!r} must end in .png")
-    if len(seeds) == 1:
-        return [output]
-    return [output.with_name(f"{output.stem}-{s}{output.suffix}") for s in seeds]
 
 
 @click.command(
@@ -168,38 +156,26 @@ def generate(
                 f"[yellow]note:[/yellow] not applied from the PNG: {', '.join(png.ignored)}",
                 soft_wrap=True,  # one line, however narrow the terminal
             )
-    if prompt is None:
-        raise UsageError("no prompt: give PROMPT, or --from-png IMAGE to take it from a PNG")
-    negative = negative or ""
-    seed = secrets.randbelow(2**31) if seed is None else seed
-    edit = _edit(init_image, mask, extend, extend_to, size)
-    if edit is not None:
-        size = edit.size
-        strength = edit.default_strength if strength is None else strength
-    elif strength is not None:
-        raise UsageError("--strength applies to an --init-image; give one, or drop --strength")
-    width, height = size if size else (None, None)
-    params = GenerationParams(
+    from edgegen.generate import plan_generate, resolve, run_generate
+
+    plan = plan_generate(
         prompt,
-        negative,
-        GenerationParams.steps if steps is None else steps,  # validated now, set after load
-        GenerationParams.guidance if guidance is None else guidance,
-        scheduler,
-        seed,
-        width,
-        height,
-        clip_skip,
-        strength,
-    )
-    params.validate()  # before loading anything, so bad input fails fast
-    seeds = [seed + i for i in range(count)]
-    paths = _outputs(output, seeds)
+        negative=negative,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        scheduler=scheduler,
+        size=size,
+        count=count,
+        clip_skip=clip_skip,
+        init_image=init_image,
+        strength=strength,
+        mask=mask,
+        extend=extend,
+        extend_to=extend_to,
+        output=output,
+    )  # fmt: skip  (every input checked before anything loads)
 
-    import mlx.core as mx
-
-    from edgegen import __version__
-    from edgegen.images import save_png
-    from edgegen.params import a1111_parameters
     from edgegen.pipelines import load_pipeline
 
     timer = StageTimer()
@@ -212,79 +188,29 @@ def generate(
             raise ModelNotFoundError(
                 f"{e}; the PNG was made with model {model_from_png!r}: pass --model"
             ) from e
-        sampler = sd.sampler_name(scheduler)
-        params = sd.resolve_size(params)
-        chosen = sd.settings(steps, guidance)
-        params = replace(params, steps=chosen[0], guidance=chosen[1])
+        params, sampler = resolve(plan, sd)
     from_model = [
         f"{name} {value:g}"
-        for name, given, value in zip(("steps", "guidance"), (steps, guidance), chosen, strict=True)
+        for name, given, value in zip(
+            ("steps", "guidance"), (steps, guidance), (params.steps, params.guidance), strict=True
+        )
         if given is None and name in sd.defaults
     ]
     if from_model:
         console.print(f"using the model's defaults: {', '.join(from_model)}")
     with step_progress() as progress, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for image_seed, path in zip(seeds, paths, strict=True):
-            p = GenerationParams(**{**params.__dict__, "seed": image_seed})
-            task = progress.add_task(f"seed {image_seed}", total=p.steps)
-            latents = None
-            with timer.stage("denoise"):
-                for step in sd.denoise(p, edit=edit):
-                    mx.eval(step.latents)
-                    latents = step.latents
-                    progress.update(
-                        task, completed=min(step.index + 1, step.total), total=step.total
-                    )
-            with timer.stage("decode"):
-                image = sd.decode(latents, edit)[0]
-            text = a1111_parameters(p, p.width, p.height, sampler, sd.name, __version__)
-            with timer.stage("save"):
-                save_png(path, image, text)
+        tasks: dict[int, int] = {}
+
+        def on_step(image_seed: int, done: int, total: int) -> None:
+            if image_seed not in tasks:
+                tasks[image_seed] = progress.add_task(f"seed {image_seed}", total=total)
+            progress.update(tasks[image_seed], completed=done, total=total)
+
+        def on_image(path: Path) -> None:
             progress.console.print(f"[green]wrote[/green] {path}")
+
+        run_generate(plan, sd, on_step, on_image, timer)
         for w in caught:
             console.print(f"[yellow]warning:[/yellow] {w.message}")
     console.print(f"{count} image(s) {params.width}x{params.height}, {sampler}: {timer.summary()}")
-
-
-def _edit(
-    init_image: Path | None,
-    mask: Path | None,
-    extend: str | None,
-    extend_to: tuple[int, int] | None,
-    size: tuple[int, int] | None,
-):
-    """The edit the options ask for (None: text to image), checked before any model loads."""
-    from edgegen import editing
-
-    needs = [
-        name
-        for name, v in (("--mask", mask), ("--extend", extend), ("--extend-to", extend_to))
-        if v
-    ]
-    if init_image is None:
-        if needs:
-            raise UsageError(f"{needs[0]} needs an --init-image to edit")
-        return None
-    if len(needs) > 1:
-        raise UsageError(f"{needs[0]} and {needs[1]} cannot be combined; choose one")
-    image = editing.read_image(init_image, "init image")
-    h, w = image.shape[:2]
-    if extend or extend_to:
-        pads = editing.parse_extend(extend) if extend else editing.extend_to(w, h, extend_to)
-        out_w = w + pads.get("left", 0) + pads.get("right", 0)
-        out_h = h + pads.get("up", 0) + pads.get("down", 0)
-        if out_w % 64 or out_h % 64:
-            raise UsageError(
-                f"extending {w}x{h} by {extend or 'that'} gives {out_w}x{out_h}; the result "
-                "must be multiples of 64 wide and tall (adjust PIXELS, or use --extend-to)"
-            )
-        return editing.extend(image, pads)
-    target = size or (max(64, round(w / 64) * 64), max(64, round(h / 64) * 64))
-    m = editing.read_mask(mask, (w, h)) if mask else None
-    if m is not None and target != (w, h):
-        import numpy as np
-        from PIL import Image
-
-        m = np.asarray(Image.fromarray(m).resize(target, Image.NEAREST), dtype=np.float32)
-    return editing.Edit(editing.fit(image, *target), m)

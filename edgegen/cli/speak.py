@@ -7,15 +7,15 @@ stays flat; progress counts characters done. Heavy imports happen inside the com
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-import wave
 from pathlib import Path
 
 import click
 
 from edgegen.cli.options import examples
-from edgegen.errors import InputFileError, OutputError, UsageError
+from edgegen.errors import InputFileError, UsageError
 
 
 def convert_voice(src: Path, name: str | None, quantize: int | None, force: bool) -> Path:
@@ -87,9 +87,8 @@ def _read_text(text: str | None, file: Path | None) -> str:
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def speak(text, file, voice, speed, speaker, noise_scale, noise_w, seed, output, timings, quiet):  # fmt: skip
     """Speak TEXT (or the text of -f FILE) into a WAV file, with word timings."""
-    from edgegen.fileio import atomic_path
-    from edgegen.speech import load_voice
-    from edgegen.timings import WRITERS, Word, write_timings
+    from edgegen.speech import load_voice, speak_to_file
+    from edgegen.timings import WRITERS
 
     started = time.perf_counter()
     content = _read_text(text, file)
@@ -99,42 +98,27 @@ def speak(text, file, voice, speed, speaker, noise_scale, noise_w, seed, output,
             f"use one of {', '.join(WRITERS)}"
         )
     v = load_voice(voice, notify=lambda msg: click.echo(msg, err=True))
-    words: list[Word] = []
-    offset = 0.0
     show = not quiet and sys.stderr.isatty()
-    with atomic_path(output, suffix=".wav") as tmp:
-        try:
-            wav = wave.open(str(tmp), "wb")
-        except OSError as e:
-            raise OutputError(f"cannot write {str(output)!r}: {e}") from e
-        with wav:
-            wav.setnchannels(1)
-            wav.setsampwidth(2)
-            wav.setframerate(v.sample_rate)
-            chunks = v.stream(
-                content, speed=speed, noise_scale=noise_scale, noise_w=noise_w,
-                speaker=speaker, seed=seed,
-            )  # fmt: skip
-            for chunk in _progress(chunks, len(content), show):
-                pcm = (chunk.audio.clip(-1, 1) * 32767).astype("<i2")
-                wav.writeframes(pcm.tobytes())
-                words += [Word(w.word, w.start + offset, w.end + offset) for w in chunk.words]
-                offset += chunk.duration
-    if timings is not None:
-        write_timings(timings, words)
+    options = dict(
+        speed=speed, noise_scale=noise_scale, noise_w=noise_w, speaker=speaker, seed=seed
+    )
+    with _progress(show) as on_chunk:
+        seconds, n_words = speak_to_file(v, content, output, timings, on_chunk, **options)
     if not quiet:
         took = time.perf_counter() - started
         click.echo(
-            f"wrote {output} ({offset:.1f} s, {len(words)} words) in {took:.1f} s, "
-            f"{offset / max(took, 1e-9):.0f}x real time",
+            f"wrote {output} ({seconds:.1f} s, {n_words} words) in {took:.1f} s, "
+            f"{seconds / max(took, 1e-9):.0f}x real time",
             err=True,
         )
 
 
-def _progress(chunks, total_chars: int, show: bool):
-    """Yield chunks; with ``show`` draw a rich progress bar in seconds of audio made."""
+@contextlib.contextmanager
+def _progress(show: bool):
+    """Yield an ``on_chunk(seconds)`` callback; with ``show`` it draws a rich progress bar in
+    seconds of audio made."""
     if not show:
-        yield from chunks
+        yield None
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -143,8 +127,4 @@ def _progress(chunks, total_chars: int, show: bool):
         TimeElapsedColumn(), transient=True,
     ) as progress:  # fmt: skip
         task = progress.add_task("speak", total=None, audio=0.0)
-        made = 0.0
-        for chunk in chunks:
-            made += chunk.duration
-            progress.update(task, advance=1, audio=made)
-            yield chunk
+        yield lambda made: progress.update(task, advance=1, audio=made)

@@ -18,7 +18,7 @@ from edgegen.speech.voice import Voice
 
 DEFAULT_VOICE = "en_us-joe-medium"
 
-__all__ = ["DEFAULT_VOICE", "Voice", "default_voice_source", "load_voice"]
+__all__ = ["DEFAULT_VOICE", "Voice", "default_voice_source", "load_voice", "speak_to_file"]
 
 
 def default_voice_source() -> Path:
@@ -58,3 +58,49 @@ def load_voice(
     if path.is_dir() and (path / store.MANIFEST).is_file():
         return load_artifact(path)
     return load_artifact(store.find(store.check_name(str(name_or_path))))
+
+
+def speak_to_file(
+    voice: Voice,
+    text: str,
+    output: Path,
+    timings: Path | None = None,
+    on_chunk: Callable[[float], None] | None = None,
+    **options,
+) -> tuple[float, int]:
+    """Speak ``text`` into the WAV file ``output`` (streamed sentence by sentence, written
+    atomically) and, with ``timings``, its word timings (.srt, .vtt or .json). ``options`` go
+    to :meth:`Voice.stream` (speed, noise_scale, noise_w, speaker, seed); ``on_chunk`` gets the
+    seconds of audio made so far. Returns (seconds of audio, words)."""
+    import wave
+
+    from edgegen.errors import OutputError, UsageError
+    from edgegen.fileio import atomic_path
+    from edgegen.timings import WRITERS, Word, write_timings
+
+    if timings is not None and timings.suffix.lower() not in WRITERS:
+        raise UsageError(
+            f"timings file {str(timings)!r} has extension {timings.suffix!r}; "
+            f"use one of {', '.join(WRITERS)}"
+        )
+    words: list[Word] = []
+    offset = 0.0
+    with atomic_path(output, suffix=".wav") as tmp:
+        try:
+            wav = wave.open(str(tmp), "wb")
+        except OSError as e:
+            raise OutputError(f"cannot write {str(output)!r}: {e}") from e
+        with wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(voice.sample_rate)
+            for chunk in voice.stream(text, **options):
+                pcm = (chunk.audio.clip(-1, 1) * 32767).astype("<i2")
+                wav.writeframes(pcm.tobytes())
+                words += [Word(w.word, w.start + offset, w.end + offset) for w in chunk.words]
+                offset += chunk.duration
+                if on_chunk is not None:
+                    on_chunk(offset)
+    if timings is not None:
+        write_timings(timings, words)
+    return offset, len(words)
