@@ -12,6 +12,7 @@ contract and documented in the README:
  5    input file invalid (script, storyboard, audio, text)
  6    output could not be written
  7    conversion failed its quality check
+ 8    a batch job failed (the others ran; see the batch summary)
 130   interrupted (Ctrl-C)
 ====  ======================================================
 """

@@ -25,9 +25,10 @@ COMMANDS = {
     "convert": "edgegen.cli.convert:convert",
     "models": "edgegen.cli.models:models",
     "upscale": "edgegen.cli.upscale:upscale",
+    "batch": "edgegen.cli.batch:batch",
 }
 # Commands that run models: each says so in one line when MLX would run on a slow BLAS.
-COMPUTE = {"generate", "speak", "render", "convert", "upscale"}
+COMPUTE = {"generate", "speak", "render", "convert", "upscale", "batch"}
 
 
 class LazyGroup(click.Group):

@@ -1,0 +1,173 @@
+"""``edgegen batch``: jobs checked up front, run with warm models, resumable after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from edgegen.batch import Batch, read_jobs
+from edgegen.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def gen(i: int, **extra) -> dict:
+    # The default model at 64x128 in 2 steps: ~0.3 s per job on the CPU.
+    return {"kind": "generate", "prompt": f"a red sun over a calm sea, number {i}",
+            "output": f"out/img-{i:02d}.png", "size": "64x128", "steps": 2, "seed": i, **extra}  # fmt: skip
+
+
+def write_jsonl(path: Path, jobs: list) -> Path:
+    path.write_text("\n".join(j if isinstance(j, str) else json.dumps(j) for j in jobs) + "\n")
+    return path
+
+
+def test_twenty_jobs_with_two_invalid_report_both_and_run_the_rest(tmp_path):
+    jobs = [gen(i) for i in range(20)]
+    jobs[4] = gen(4, steps="many")  # line 5
+    jobs[11] = {**gen(11), "kind": "paint"}  # line 12
+    path = write_jsonl(tmp_path / "jobs.jsonl", jobs)
+    events = []
+    b = Batch.open(path)
+    assert [str(p) for p in b.problems] == [
+        f'{path}:5: steps: must be an integer, not "many"',
+        f'{path}:12: kind: "paint" is not a job kind; use one of generate, speak, render',
+    ]
+    assert len(b.jobs) == 18
+    report = b.run(progress=lambda e, job, d: events.append(e))
+    assert report.count("done") == 18 and report.count("failed") == 0
+    assert report.loads == {"pipeline": 1}  # one model load for all 18 jobs
+    summary = json.loads(report.summary.read_text())
+    on_disk = sorted(p.name for p in (tmp_path / "out").iterdir())
+    listed = sorted(Path(o).name for j in summary["jobs"] for o in j["outputs"])
+    assert on_disk == listed and len(on_disk) == 18
+    assert all(j["status"] == "done" and len(j["key"]) == 64 for j in summary["jobs"])
+    assert len(summary["invalid"]) == 2
+    with Image.open(report.contact_sheet) as sheet:
+        assert sheet.width > 6 * 60 and sheet.height > 3 * 160
+    for p in (tmp_path / "out").iterdir():
+        with Image.open(p) as im:
+            assert im.size == (64, 128) and "Steps: 2" in im.info["parameters"]
+    # Unchanged jobs are skipped on a re-run; a changed one runs again.
+    again = Batch.open(path).run()
+    assert again.count("skipped") == 18 and again.count("done") == 0
+    jobs[0] = gen(0, steps=3)
+    write_jsonl(path, jobs)
+    third = Batch.open(path).run()
+    assert third.count("done") == 1 and third.count("skipped") == 17
+
+
+def test_bad_input_is_listed_up_front_with_file_and_line(tmp_path):
+    (tmp_path / "script.md").write_text("The sun rises.\n")
+    path = write_jsonl(tmp_path / "jobs.jsonl", [
+        "{not json",
+        {"kind": "generate", "prompt": "x", "output": "a.png", "colour": "red"},
+        {"kind": "generate", "prompt": "x", "output": "b.png", "init_image": "missing.png"},
+        {"kind": "speak", "text": "hello", "output": "c.mp3"},
+        {"kind": "render", "output": "d.mp4"},
+        {"kind": "generate", "prompt": "x", "output": "e.png", "guidance": -2, "size": "64x128"},
+        {"kind": "speak", "text": "fine", "output": "ok.wav"},
+        {"kind": "render", "script": "script.md", "output": "f.mp4", "style": "no-such-style"},
+        {"kind": "speak", "text": "again", "output": "ok.wav"},
+    ])  # fmt: skip
+    jobs, problems = read_jobs(path)
+    text = [str(p) for p in problems]
+    assert len(text) == 8, text
+    assert text[0].startswith(f"{path}:1: not a JSON object")
+    assert "2: colour: generate has no option 'colour'; valid: prompt, output" in text[1]
+    assert "3: init_image: file" in text[2] and "missing.png' does not exist" in text[2]
+    assert "4: output: " in text[3] and "must end in .wav" in text[3]
+    assert "5: script: a render job needs 'script'" in text[4]
+    assert ":6: " in text[5] and "guidance" in text[5]
+    assert ":8: " in text[6] and "no-such-style" in text[6]
+    assert ":9: output: " in text[7] and "also written by the job on line 7" in text[7]
+    assert [j.line for j in jobs] == [7]
+
+
+def test_the_command_reports_problems_and_exits_with_documented_codes(tmp_path):
+    path = write_jsonl(tmp_path / "jobs.jsonl", [gen(0), {"kind": "speak"}])
+    r = CliRunner().invoke(cli, ["batch", str(path)])
+    assert r.exit_code == 5, r.output
+    assert "invalid:" in r.output and ":2: text: a speak job needs 'text'" in r.output
+    assert "1 ran, 0 skipped (already done), 0 failed, 1 invalid" in r.output
+    assert (tmp_path / "out" / "img-00.png").is_file()
+    # A job that fails at run time (an unknown model) is recorded; exit 8.
+    path = write_jsonl(tmp_path / "two.jsonl", [gen(1, model="no-such-model"), gen(2)])
+    r = CliRunner().invoke(cli, ["batch", str(path), "--retry", "1"])
+    assert r.exit_code == 8, r.output
+    summary = json.loads((tmp_path / "two.summary.json").read_text())
+    failed = summary["jobs"][0]
+    assert failed["status"] == "failed" and failed["attempts"] == 2
+    assert "no-such-model" in failed["error"] and summary["jobs"][1]["status"] == "done"
+    r = CliRunner().invoke(cli, ["batch", str(tmp_path / "none.jsonl")])
+    assert r.exit_code == 5 and "does not exist" in r.output and "Traceback" not in r.output
+
+
+def test_toml_jobs_speak_and_render(tmp_path):
+    (tmp_path / "story.md").write_text("The sun rises over the sea.\n\nThe night falls.\n")
+    (tmp_path / "jobs.toml").write_text(
+        '[[jobs]]\nkind = "speak"\ntext = "Hello there."\noutput = "hello.wav"\n'
+        'timings = "hello.srt"\n\n'
+        '[[jobs]]\nkind = "render"\nscript = "story.md"\noutput = "story.mp4"\n'
+        'size = "270x480"\nfps = 6\nupscale = false\ndraft = true\n'
+    )
+    report = Batch.open(tmp_path / "jobs.toml").run()
+    assert report.count("done") == 2, [r.error for r in report.results]
+    assert (tmp_path / "hello.wav").stat().st_size > 1000 and "Hello" in (
+        tmp_path / "hello.srt"
+    ).read_text()
+    import av
+
+    with av.open(str(tmp_path / "story.mp4")) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (270, 480)
+    assert report.loads["voice"] == 1  # speak and render share the loaded voice
+
+
+KILL_SCRIPT = """
+import sys
+from edgegen.batch import Batch
+Batch.open(sys.argv[1]).run()
+"""
+
+
+@pytest.mark.slow
+def test_a_batch_killed_mid_way_resumes_without_duplicates(tmp_path):
+    path = write_jsonl(tmp_path / "jobs.jsonl", [gen(i, steps=6) for i in range(10)])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(path)], env=env)
+    summary = tmp_path / "jobs.summary.json"
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill it once a few jobs are recorded
+        try:
+            done = sum(j["status"] == "done" for j in json.loads(summary.read_text())["jobs"])
+        except (OSError, ValueError):
+            done = 0
+        if done >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {j["key"] for j in json.loads(summary.read_text())["jobs"] if j["status"] == "done"}
+    assert 3 <= len(finished) < 10
+    visible = [p for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")]
+    for p in visible:  # whatever is under a final name is a whole image
+        with Image.open(p) as im:
+            im.load()
+    report = Batch.open(path).run()
+    assert report.count("skipped") == len(finished)
+    assert report.count("done") == 10 - len(finished)
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == [f"img-{i:02d}.png" for i in range(10)]  # once each, no temporaries left
+    for p in (tmp_path / "out").iterdir():
+        with Image.open(p) as im:
+            assert np.asarray(im).shape == (128, 64, 3)
