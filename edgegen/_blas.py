@@ -202,6 +202,14 @@ def _thread_controls() -> tuple[Callable[[], int], Callable[[int], None]] | None
         return None
 
 
+def set_threads(count: int) -> None:
+    """Let OpenBLAS use ``count`` threads (Ray starts its workers with OMP_NUM_THREADS=1,
+    and results can differ in the last bit between thread counts). Other BLAS: no effect."""
+    controls = _thread_controls()
+    if controls is not None:
+        controls[1](max(1, count))
+
+
 @contextlib.contextmanager
 def single_threaded() -> Iterator[None]:
     """Inside, OpenBLAS runs each call in the calling thread (its pool is restored after).

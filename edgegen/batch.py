@@ -562,7 +562,9 @@ class Batch:
         else:
             from edgegen.batch_ray import run_on_ray
 
-            loads = run_on_ray(todo, retry, workers, address, record, notify)
+            loads = run_on_ray(
+                todo, retry, workers, address, record, notify, Models, _attempt, _failed
+            )
         ordered = [results[i] for i in sorted(results)]
         sheet = self._contact_sheet(ordered)
         seconds = time.perf_counter() - t0
@@ -612,6 +614,10 @@ class Batch:
         with atomic_path(self.contact_path) as tmp:
             sheet.save(tmp, format="PNG")
         return self.contact_path
+
+
+def _failed(job: Job, why: str) -> JobResult:
+    return JobResult(job.index, job.line, job.kind, job.key, "failed", [], 0.0, 1, why)
 
 
 def _attempt(job: Job, models: Models, retry: int, notify: Progress) -> JobResult:

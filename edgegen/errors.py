@@ -13,6 +13,7 @@ contract and documented in the README:
  6    output could not be written
  7    conversion failed its quality check
  8    a batch job failed (the others ran; see the batch summary)
+ 9    the Ray cluster cannot be reached (edgegen batch --engine ray)
 130   interrupted (Ctrl-C)
 ====  ======================================================
 """

@@ -171,3 +171,62 @@ def test_a_batch_killed_mid_way_resumes_without_duplicates(tmp_path):
     for p in (tmp_path / "out").iterdir():
         with Image.open(p) as im:
             assert np.asarray(im).shape == (128, 64, 3)
+
+
+@pytest.fixture
+def ray_cluster(tmp_path, monkeypatch):
+    """A Ray head on the loopback address with 2 CPUs, started and stopped by the test."""
+    import shutil
+    import socket
+
+    ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent))
+    if ray_bin is None:
+        pytest.fail("Ray is not installed: scripts/setup.sh --dev installs it")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                    "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                   env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_ray_engine_gives_the_local_engines_bytes_and_loads_once_per_actor(tmp_path, ray_cluster):
+    jobs = [gen(i) for i in range(6)]
+    local_dir, ray_dir = tmp_path / "local", tmp_path / "ray"
+    for d in (local_dir, ray_dir):
+        d.mkdir()
+        write_jsonl(d / "jobs.jsonl", jobs)
+    local = Batch.open(local_dir / "jobs.jsonl").run()
+    remote = Batch.open(ray_dir / "jobs.jsonl").run(engine="ray", workers=2, address=ray_cluster)
+    assert remote.count("done") == 6, [r.error for r in remote.results]
+    assert remote.loads == {"pipeline": 2}  # one load per actor, not per job
+    for i in range(6):
+        name = f"out/img-{i:02d}.png"
+        assert (ray_dir / name).read_bytes() == (local_dir / name).read_bytes(), name
+    assert local.count("done") == 6
+    again = Batch.open(ray_dir / "jobs.jsonl").run(engine="ray", workers=2, address=ray_cluster)
+    assert again.count("skipped") == 6
+
+
+def test_an_unreachable_ray_address_is_one_line_with_exit_9(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = write_jsonl(tmp_path / "jobs.jsonl", [gen(0)])
+    r = CliRunner().invoke(
+        cli, ["batch", str(path), "--engine", "ray", "--address", f"127.0.0.1:{port}"]
+    )
+    assert r.exit_code == 9, r.output
+    assert (
+        f"no Ray cluster answers at '127.0.0.1:{port}'" in r.output and "Traceback" not in r.output
+    )
+    assert not (tmp_path / "out").exists()
