@@ -54,8 +54,8 @@ class _Worker:
         self.models = new_models()
         self.attempt = attempt
 
-    def run(self, job: Any, retry: int) -> Any:
-        return self.attempt(job, self.models, retry, lambda event, job, details: None)
+    def run(self, unit: list[Any], retry: int) -> list[Any]:
+        return self.attempt(unit, self.models, retry, lambda event, job, details: None)
 
     def loads(self) -> dict[str, int]:
         return dict(self.models.loads)
@@ -80,7 +80,7 @@ def check_address(address: str, timeout: float = 3.0) -> None:
 
 
 def run_on_ray(
-    jobs: list[Any],
+    units: list[list[Any]],
     retry: int,
     workers: int,
     address: str | None,
@@ -90,9 +90,10 @@ def run_on_ray(
     attempt: Callable[..., Any],
     failed: Callable[[Any, str], Any],
 ) -> dict[str, int]:
-    """Run ``jobs`` on ``workers`` Ray actors, each with ``new_models()`` and running a job
-    with ``attempt(job, models, retry, notify)``; ``record`` gets each result as it arrives
-    (``failed(job, why)`` when an actor dies). Returns the model loads summed over actors."""
+    """Run ``units`` (lists of jobs) on ``workers`` Ray actors, each with ``new_models()`` and
+    running a unit with ``attempt(unit, models, retry, notify)`` (a list of results);
+    ``record`` gets each result as it arrives (``failed(job, why)`` for each job of a unit whose
+    actor died). Returns the model loads summed over the actors."""
     ray = _ray()
     started_here = not ray.is_initialized()
     if started_here:
@@ -118,23 +119,26 @@ def run_on_ray(
         threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
         count = int(threads) if threads else None
         pool = [actor.remote(count, new_models, attempt) for _ in range(workers)]
-        pending: dict[Any, tuple[Any, Any]] = {}
-        queue = list(jobs)
+        pending: dict[Any, tuple[list[Any], Any]] = {}
+        queue = list(units)
         free = list(pool)
         while queue or pending:
             while queue and free:
-                job, a = queue.pop(0), free.pop(0)
-                notify("start", job, {"attempt": 1})
-                pending[a.run.remote(job, retry)] = (job, a)
+                unit, a = queue.pop(0), free.pop(0)
+                for job in unit:
+                    notify("start", job, {"attempt": 1})
+                pending[a.run.remote(unit, retry)] = (unit, a)
             ready, _ = ray.wait(list(pending), num_returns=1)
-            job, a = pending.pop(ready[0])
+            unit, a = pending.pop(ready[0])
             free.append(a)
             try:
-                result = ray.get(ready[0])
+                results = ray.get(ready[0])
             except Exception as e:  # the actor died (out of memory, killed)
-                result = failed(job, f"the Ray worker failed: {type(e).__name__}: {e}")
-            record(result)
-            notify(result.status, job, {"result": result})
+                why = f"the Ray worker failed: {type(e).__name__}: {e}"
+                results = [failed(job, why) for job in unit]
+            for job, result in zip(unit, results, strict=True):
+                record(result)
+                notify(result.status, job, {"result": result})
         loads: dict[str, int] = {}
         for per_actor in ray.get([a.loads.remote() for a in pool]):
             for k, v in per_actor.items():

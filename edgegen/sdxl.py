@@ -27,7 +27,7 @@ from typing import Any
 import mlx.core as mx
 
 from edgegen.params import GenerationParams
-from edgegen.pipeline import StableDiffusion, warn_truncated
+from edgegen.pipeline import StableDiffusion, prompt_rows, warn_truncated
 from edgegen.sources import ModelSource
 
 
@@ -90,15 +90,25 @@ class StableDiffusionXL(StableDiffusion):
         return mx.repeat(ids, count, axis=0)
 
     def conditioning(
-        self, p: GenerationParams, count: int, cfg: bool
+        self,
+        p: GenerationParams,
+        count: int,
+        cfg: bool,
+        prompts: list[tuple[str, str]] | None = None,
     ) -> tuple[mx.array, dict[str, mx.array]]:
-        context, pooled = self.encode_prompts([p.prompt] * count, p.clip_skip)
+        positive, negative = prompt_rows(p, count, prompts)
+        context, pooled = self.encode_prompts(positive, p.clip_skip)
         ids = self.time_ids(p.width, p.height, count)
         if cfg:
-            if not p.negative and self.force_zeros_for_empty_prompt:
+            empty = [not n for n in negative]
+            if all(empty) and self.force_zeros_for_empty_prompt:
                 neg_context, neg_pooled = mx.zeros_like(context), mx.zeros_like(pooled)
             else:
-                neg_context, neg_pooled = self.encode_prompts([p.negative] * count, p.clip_skip)
+                neg_context, neg_pooled = self.encode_prompts(negative, p.clip_skip)
+                if any(empty) and self.force_zeros_for_empty_prompt:  # zeros for those rows
+                    keep = mx.array([0.0 if e else 1.0 for e in empty])
+                    neg_context = neg_context * keep[:, None, None]
+                    neg_pooled = neg_pooled * keep[:, None]
             context = mx.concatenate([neg_context, context])
             pooled = mx.concatenate([neg_pooled, pooled])
             ids = mx.concatenate([ids, ids])

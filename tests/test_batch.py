@@ -230,3 +230,45 @@ def test_an_unreachable_ray_address_is_one_line_with_exit_9(tmp_path):
         f"no Ray cluster answers at '127.0.0.1:{port}'" in r.output and "Traceback" not in r.output
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_compatible_generate_jobs_are_denoised_together_and_match_single_runs(tmp_path):
+    from edgegen.batch import units
+    from edgegen.generate import run_generate
+    from edgegen.pipelines import load_pipeline
+
+    jobs = [gen(i) for i in range(6)] + [gen(6, steps=3), gen(7, scheduler="euler_a")]
+    path = write_jsonl(tmp_path / "jobs.jsonl", jobs)
+    b = Batch.open(path)
+    assert [len(u) for u in units(b.jobs)] == [4, 2, 1, 1]
+    report = b.run()
+    assert report.count("done") == 8
+    sd = load_pipeline(None)
+    for job in b.jobs[:6]:
+        alone = tmp_path / f"alone-{job.index}.png"
+        plan = job.plan.__class__(**{**job.plan.__dict__, "paths": [alone]})
+        run_generate(plan, sd)
+        a = np.asarray(Image.open(alone)).astype(int)
+        g = np.asarray(Image.open(job.outputs[0])).astype(int)
+        assert np.abs(a - g).max() <= 2 and np.abs(a - g).mean() < 0.05
+        assert Image.open(alone).info["parameters"] == Image.open(job.outputs[0]).info["parameters"]
+
+
+def test_sdxl_conditioning_of_a_prompt_batch_equals_each_prompts_own(tiny_sdxl):
+    import mlx.core as mx
+
+    from edgegen.params import GenerationParams
+    from edgegen.pipelines import load_pipeline
+
+    sd = load_pipeline(tiny_sdxl)
+    p = GenerationParams("x", "", width=64, height=128)
+    pairs = [("a lighthouse", ""), ("a red fox", "blurry")]
+    context, added = sd.conditioning(p, 2, True, pairs)
+    for i, (prompt, negative) in enumerate(pairs):
+        one, one_added = sd.conditioning(
+            GenerationParams(prompt, negative, width=64, height=128), 1, True
+        )
+        for got, want in ((context, one), (added["text_embeds"], one_added["text_embeds"])):
+            np.testing.assert_allclose(np.array(got[i]), np.array(want[0]), atol=1e-5)  # uncond
+            np.testing.assert_allclose(np.array(got[2 + i]), np.array(want[1]), atol=1e-5)  # cond
+    assert mx.all(context[0] == 0)  # an empty negative is zeros (force_zeros_for_empty_prompt)
