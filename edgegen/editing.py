@@ -42,14 +42,16 @@ class Edit:
         return self.image.shape[1], self.image.shape[0]
 
 
-def read_image(path: Path, what: str = "image") -> np.ndarray:
-    """An RGB uint8 array from an image file; an unreadable or truncated file is one line."""
+def read_image(path: Path, what: str = "image", alpha: bool = False) -> np.ndarray:
+    """An RGB uint8 array from an image file (RGBA, with ``alpha``, when the file has
+    transparency); an unreadable or truncated file is one line."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im.load()
-            rgb = im.convert("RGB")
+            transparent = alpha and (im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info)
+            rgb = im.convert("RGBA" if transparent else "RGB")
     except FileNotFoundError as e:
         raise InputFileError(f"{what} {str(path)!r} does not exist") from e
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:

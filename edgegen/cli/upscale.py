@@ -14,27 +14,16 @@ import click
 import numpy as np
 
 from edgegen.cli.options import examples
-from edgegen.errors import InputFileError, OutputError, UsageError
+from edgegen.errors import OutputError, UsageError
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
 def read_picture(path: Path) -> np.ndarray:
     """uint8 (H, W, 3) RGB, or (H, W, 4) RGBA when the file has transparency."""
-    from PIL import Image, UnidentifiedImageError
+    from edgegen.editing import read_image
 
-    try:
-        with Image.open(path) as im:
-            im.load()
-            alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
-            pic = im.convert("RGBA" if alpha else "RGB")
-    except FileNotFoundError as e:
-        raise InputFileError(f"image {str(path)!r} does not exist") from e
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise InputFileError(
-            f"image {str(path)!r} is not a readable image (PNG, JPEG, WebP…): {e}"
-        ) from e
-    return np.asarray(pic, dtype=np.uint8)
+    return read_image(path, alpha=True)
 
 
 def output_format(path: Path) -> str:
