@@ -238,7 +238,7 @@ def _check_generate(job: Job) -> None:
 
 
 def _check_speak(job: Job) -> None:
-    from edgegen.timings import WRITERS
+    from edgegen.timings import check_timings_path
 
     o = job.options
     if not o["text"].strip():
@@ -247,8 +247,8 @@ def _check_speak(job: Job) -> None:
     if not 0.25 <= speed <= 4.0:
         raise UsageError(f"speed {speed:g} is out of range; use 0.25 to 4")
     timings = o.get("timings")
-    if timings is not None and timings.suffix.lower() not in WRITERS:
-        raise UsageError(f"timings {str(timings)!r} must end in one of {', '.join(WRITERS)}")
+    if timings is not None:
+        check_timings_path(timings)
     job.outputs = [o["output"], *([timings] if timings else [])]
 
 

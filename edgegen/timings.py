@@ -64,14 +64,19 @@ def to_json(words: list[Word]) -> str:
 WRITERS = {".srt": to_srt, ".vtt": to_vtt, ".json": to_json}
 
 
-def write_timings(path: Path, words: list[Word]) -> None:
-    """Write ``words`` in the format named by ``path``'s extension, atomically."""
-    writer = WRITERS.get(path.suffix.lower())
-    if writer is None:
+def check_timings_path(path: Path) -> Path:
+    """``path`` if its extension names a timings format; else a one-line UsageError."""
+    if path.suffix.lower() not in WRITERS:
         raise UsageError(
             f"timings file {str(path)!r} has extension {path.suffix!r}; "
             f"use one of {', '.join(WRITERS)}"
         )
+    return path
+
+
+def write_timings(path: Path, words: list[Word]) -> None:
+    """Write ``words`` in the format named by ``path``'s extension, atomically."""
+    writer = WRITERS[check_timings_path(path).suffix.lower()]
     from edgegen.fileio import atomic_write_text
 
     atomic_write_text(path, writer(words))

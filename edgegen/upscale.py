@@ -197,7 +197,7 @@ def _build(cfg: Any, weights: dict[str, Any]) -> Any:
     return model
 
 
-def _run_check(model: Any, cfg: Any) -> np.ndarray:
+def _run_check(model: Any) -> np.ndarray:
     import mlx.core as mx
 
     card = test_card()
@@ -244,7 +244,7 @@ def convert_upscaler(
 
     # Checks: the float32 network is an upscaler (near bicubic on the test card), and the
     # stored precision is near the float32 network.
-    reference = _run_check(_build(cfg, weights), cfg)
+    reference = _run_check(_build(cfg, weights))
     card = test_card()
     vs_bicubic = _psnr(np.clip(reference, 0, 1), np.clip(_bicubic_up(card, cfg.scale), 0, 1))
     if vs_bicubic < MIN_PSNR_VS_BICUBIC:
@@ -254,7 +254,7 @@ def convert_upscaler(
         )
     np_dtype = np.float16 if dtype == "float16" else np.float32
     stored = {k: v.astype(np_dtype) for k, v in weights.items()}
-    rounded = _run_check(_build(cfg, {k: v.astype(np.float32) for k, v in stored.items()}), cfg)
+    rounded = _run_check(_build(cfg, {k: v.astype(np.float32) for k, v in stored.items()}))
     vs_float = _psnr(reference, rounded)
     if vs_float < MIN_PSNR_VS_FLOAT32:
         raise QualityError(

@@ -88,15 +88,12 @@ def _read_text(text: str | None, file: Path | None) -> str:
 def speak(text, file, voice, speed, speaker, noise_scale, noise_w, seed, output, timings, quiet):  # fmt: skip
     """Speak TEXT (or the text of -f FILE) into a WAV file, with word timings."""
     from edgegen.speech import load_voice, speak_to_file
-    from edgegen.timings import WRITERS
+    from edgegen.timings import check_timings_path
 
     started = time.perf_counter()
     content = _read_text(text, file)
-    if timings is not None and timings.suffix.lower() not in WRITERS:
-        raise UsageError(
-            f"timings file {str(timings)!r} has extension {timings.suffix!r}; "
-            f"use one of {', '.join(WRITERS)}"
-        )
+    if timings is not None:
+        check_timings_path(timings)  # before the voice loads
     v = load_voice(voice, notify=lambda msg: click.echo(msg, err=True))
     show = not quiet and sys.stderr.isatty()
     options = dict(

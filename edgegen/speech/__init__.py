@@ -74,15 +74,12 @@ def speak_to_file(
     seconds of audio made so far. Returns (seconds of audio, words)."""
     import wave
 
-    from edgegen.errors import OutputError, UsageError
+    from edgegen.errors import OutputError
     from edgegen.fileio import atomic_path
-    from edgegen.timings import WRITERS, Word, write_timings
+    from edgegen.timings import Word, check_timings_path, write_timings
 
-    if timings is not None and timings.suffix.lower() not in WRITERS:
-        raise UsageError(
-            f"timings file {str(timings)!r} has extension {timings.suffix!r}; "
-            f"use one of {', '.join(WRITERS)}"
-        )
+    if timings is not None:
+        check_timings_path(timings)  # before any audio is made
     words: list[Word] = []
     offset = 0.0
     with atomic_path(output, suffix=".wav") as tmp:
