@@ -272,3 +272,13 @@ def test_render_passes_on_truncation_of_script_words_only(tmp_path):
         )  # fmt: skip
     cut = [w for w in caught if issubclass(w.category, PromptTruncatedWarning)]
     assert len(cut) == 1 and "Mountains" in cut[0].message.prompt
+
+
+def test_music_that_does_not_decode_fails_before_any_scene_is_spoken(tmp_path):
+    broken = tmp_path / "broken.mp3"
+    broken.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 8)
+    speaker, images = FakeSpeaker(), FakeImages()
+    with pytest.raises(InputFileError, match=r"broken.mp3: music: "):
+        render(script(tmp_path), tmp_path / "out.mp4", images=images, speaker=speaker, music=broken)
+    assert speaker.calls == [] and images.calls == []  # no heavy stage ran
+    assert not (tmp_path / "out.mp4").exists()

@@ -261,6 +261,9 @@ def render(
     settings = encode_settings or PRESETS["draft" if draft else "final"]
     if hardware:
         settings = replace(settings, hardware=True)
+    # The music is decoded now, not after the voiceover and images: a file that does not
+    # decode fails the render before any heavy stage.
+    bed = soundtrack.load_music(board.music) if board.music else None
     cache = cache or ImageCache(default_root())
     model = getattr(images, "name", None) or type(images).__qualname__
     clock["read"] = time.perf_counter() - t0
@@ -356,7 +359,6 @@ def render(
     # 4. Soundtrack
     t0 = time.perf_counter()
     voice = np.concatenate(voice_parts)
-    bed = soundtrack.load_music(board.music) if board.music else None
     spans = [(x.start, x.end) for scene_words in words for x in scene_words]
     mixed = soundtrack.mix(voice, spans, bed)
     notify(Event("audio", 1, 1))
