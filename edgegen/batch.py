@@ -238,14 +238,13 @@ def _check_generate(job: Job) -> None:
 
 
 def _check_speak(job: Job) -> None:
+    from edgegen.speech.voice import check_options
     from edgegen.timings import check_timings_path
 
     o = job.options
     if not o["text"].strip():
         raise UsageError("the text is empty")
-    speed = o.get("speed", 1.0)
-    if not 0.25 <= speed <= 4.0:
-        raise UsageError(f"speed {speed:g} is out of range; use 0.25 to 4")
+    check_options(o.get("speed", 1.0), o.get("noise_scale"), o.get("noise_w"))
     timings = o.get("timings")
     if timings is not None:
         check_timings_path(timings)

@@ -137,6 +137,15 @@ def resolve(plan: GeneratePlan, sd) -> tuple[GenerationParams, str]:
     return replace(params, steps=steps, guidance=guidance), sd.sampler_name(plan.params.sampler)
 
 
+def _save(path: Path, image, p: GenerationParams, sampler: str, sd) -> None:
+    """One image as PNG with its A1111 ``parameters`` chunk."""
+    from edgegen import __version__
+    from edgegen.images import save_png
+    from edgegen.params import a1111_parameters
+
+    save_png(path, image, a1111_parameters(p, p.width, p.height, sampler, sd.name, __version__))
+
+
 def run_generate(
     plan: GeneratePlan,
     sd,
@@ -149,10 +158,6 @@ def run_generate(
     import contextlib
 
     import mlx.core as mx
-
-    from edgegen import __version__
-    from edgegen.images import save_png
-    from edgegen.params import a1111_parameters
 
     def stage(name: str):
         return timer.stage(name) if timer is not None else contextlib.nullcontext()
@@ -169,9 +174,8 @@ def run_generate(
                     on_step(image_seed, min(step.index + 1, step.total), step.total)
         with stage("decode"):
             image = sd.decode(latents, plan.edit)[0]
-        text = a1111_parameters(p, p.width, p.height, sampler, sd.name, __version__)
         with stage("save"):
-            save_png(path, image, text)
+            _save(path, image, p, sampler, sd)
         if on_image is not None:
             on_image(path)
     return list(plan.paths)
@@ -201,10 +205,6 @@ def run_generate_group(
     rounding (BLAS sums in another order at another batch size): ±1 level in a few pixels."""
     import mlx.core as mx
 
-    from edgegen import __version__
-    from edgegen.images import save_png
-    from edgegen.params import a1111_parameters
-
     if len(plans) == 1:
         return [run_generate(plans[0], sd, lambda _s, d, t: on_step and on_step(d, t))]
     resolved = [resolve(plan, sd) for plan in plans]
@@ -222,11 +222,6 @@ def run_generate_group(
     images = sd.decode(x)
     written = []
     for plan, (p, _), image in zip(plans, resolved, images, strict=True):
-        p = replace(p, seed=plan.seeds[0])
-        save_png(
-            plan.paths[0],
-            image,
-            a1111_parameters(p, p.width, p.height, sampler, sd.name, __version__),
-        )
+        _save(plan.paths[0], image, replace(p, seed=plan.seeds[0]), sampler, sd)
         written.append(list(plan.paths))
     return written

@@ -272,3 +272,14 @@ def test_sdxl_conditioning_of_a_prompt_batch_equals_each_prompts_own(tiny_sdxl):
             np.testing.assert_allclose(np.array(got[i]), np.array(want[0]), atol=1e-5)  # uncond
             np.testing.assert_allclose(np.array(got[2 + i]), np.array(want[1]), atol=1e-5)  # cond
     assert mx.all(context[0] == 0)  # an empty negative is zeros (force_zeros_for_empty_prompt)
+
+
+def test_speak_options_are_checked_as_the_voice_checks_them(tmp_path):
+    path = write_jsonl(tmp_path / "jobs.jsonl", [
+        {"kind": "speak", "text": "hi", "output": "a.wav", "speed": 9},
+        {"kind": "speak", "text": "hi", "output": "b.wav", "noise_w": 3},
+    ])  # fmt: skip
+    _, problems = read_jobs(path)
+    assert [p.line for p in problems] == [1, 2]
+    assert "speed 9.0 is out of range; use 0.25 to 4.0" in str(problems[0])
+    assert "noise_w 3.0 is out of range; use 0 to 2" in str(problems[1])

@@ -92,7 +92,6 @@ def upscale(image: Path, scale: str | None, model_name: str | None, output: Path
     output_format(output)
     if output.resolve() == image.resolve():
         raise UsageError(f"output {str(output)!r} is the input image; choose another -o")
-    up.check_memory(picture.shape[0], picture.shape[1], s, tile)
     show = not quiet and sys.stderr.isatty()
     if show:
         from edgegen.cli.progress import step_progress

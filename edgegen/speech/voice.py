@@ -27,6 +27,16 @@ MAX_SPEED = 4.0
 MIN_SPEED = 0.25
 
 
+def check_options(speed: float, noise_scale: float | None, noise_w: float | None) -> None:
+    """The range checks of a voice's options that need no voice (edgegen batch runs them
+    before any voice loads)."""
+    if not MIN_SPEED <= speed <= MAX_SPEED:
+        raise UsageError(f"speed {speed} is out of range; use {MIN_SPEED} to {MAX_SPEED}")
+    for label, value in (("noise_scale", noise_scale), ("noise_w", noise_w)):
+        if value is not None and not 0.0 <= value <= 2.0:
+            raise UsageError(f"{label} {value} is out of range; use 0 to 2")
+
+
 class Voice:
     def __init__(
         self,
@@ -155,11 +165,7 @@ class Voice:
         return self._helpers
 
     def _check(self, speed: float, speaker: int | None, ns: float | None, nw: float | None):
-        if not MIN_SPEED <= speed <= MAX_SPEED:
-            raise UsageError(f"speed {speed} is out of range; use {MIN_SPEED} to {MAX_SPEED}")
-        for label, value in (("noise_scale", ns), ("noise_w", nw)):
-            if value is not None and not 0.0 <= value <= 2.0:
-                raise UsageError(f"{label} {value} is out of range; use 0 to 2")
+        check_options(speed, ns, nw)
         if speaker is not None and not 0 <= speaker < max(self.num_speakers, 1):
             raise UsageError(
                 f"speaker {speaker} does not exist; voice {self.name!r} has speakers "
