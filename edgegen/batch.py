@@ -43,6 +43,7 @@ from typing import Any
 from edgegen import __version__
 from edgegen.errors import EdgegenError, InputFileError, UsageError
 from edgegen.fileio import atomic_write_text, sha256_file
+from edgegen.warm import Models
 
 SUMMARY_VERSION = 1
 
@@ -339,46 +340,6 @@ def read_jobs(path: Path) -> tuple[list[Job], list[Problem]]:
             seen[out] = job
     bad_lines = {p.line for p in problems}
     return [j for j in jobs if j.line not in bad_lines], sorted(problems, key=lambda p: p.line)
-
-
-# --- Models kept warm across jobs ------------------------------------------------------
-
-
-class Models:
-    """Pipelines, voices and upscalers by name, each loaded once and shared by every job that
-    names it. ``loads`` counts the loads (tests and reports)."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, str | None], Any] = {}
-        self.loads: dict[str, int] = {}
-
-    def _get(self, what: str, name: str | None, load: Callable[[], Any]) -> Any:
-        key = (what, name)
-        if key not in self._cache:
-            self._cache[key] = load()
-            self.loads[what] = self.loads.get(what, 0) + 1
-        return self._cache[key]
-
-    def pipeline(self, name: str | None) -> Any:
-        from edgegen.pipelines import load_pipeline
-
-        return self._get("pipeline", name, lambda: load_pipeline(name))
-
-    def voice(self, name: str | None) -> Any:
-        from edgegen.speech import load_voice
-
-        return self._get("voice", name, lambda: load_voice(name))
-
-    def upscaler(self, name: str | None) -> Any:
-        from edgegen.upscale import load_upscaler
-
-        return self._get("upscaler", name, lambda: load_upscaler(name))
-
-    def close(self) -> None:
-        for (what, _), model in self._cache.items():
-            if what == "voice":
-                model.close()
-        self._cache.clear()
 
 
 # --- Running ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """``edgegen batch --engine ray``: the batch's jobs as Ray tasks on actors with warm models.
 
-Each actor is one process holding its own :class:`~edgegen.batch.Models` (so a model loads
+Each actor is one process holding its own :class:`~edgegen.warm.Models` (so a model loads
 once per actor, not once per job) and runs one job at a time; the driver hands the next job
 to whichever actor is free and records each result as it arrives, exactly as the local engine
 does. Outputs are written by the actor, atomically, where the job says: on several machines
