@@ -26,9 +26,10 @@ COMMANDS = {
     "models": "edgegen.cli.models:models",
     "upscale": "edgegen.cli.upscale:upscale",
     "batch": "edgegen.cli.batch:batch",
+    "run": "edgegen.cli.run:run",
 }
 # Commands that run models: each says so in one line when MLX would run on a slow BLAS.
-COMPUTE = {"generate", "speak", "render", "convert", "upscale", "batch"}
+COMPUTE = {"generate", "speak", "render", "convert", "upscale", "batch", "run"}
 
 
 class LazyGroup(click.Group):
