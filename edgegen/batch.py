@@ -239,6 +239,7 @@ def _check_generate(job: Job) -> None:
 
 
 def _check_speak(job: Job) -> None:
+    from edgegen.speech.audiofile import check_audio_path
     from edgegen.speech.voice import check_options
     from edgegen.timings import check_timings_path
 
@@ -246,6 +247,7 @@ def _check_speak(job: Job) -> None:
     if not o["text"].strip():
         raise UsageError("the text is empty")
     check_options(o.get("speed", 1.0), o.get("noise_scale"), o.get("noise_w"))
+    check_audio_path(o["output"])
     timings = o.get("timings")
     if timings is not None:
         check_timings_path(timings)

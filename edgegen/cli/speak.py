@@ -76,7 +76,7 @@ def _read_text(text: str | None, file: Path | None) -> str:
     type=click.Path(path_type=Path),
     default=Path("speech.wav"),
     show_default=True,
-    help="WAV file to write.",
+    help="Audio file: .wav, .flac, .mp3, .m4a, .aac, .ogg or .opus.",
 )
 @click.option(
     "--timings",
@@ -86,14 +86,16 @@ def _read_text(text: str | None, file: Path | None) -> str:
 )
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def speak(text, file, voice, speed, speaker, noise_scale, noise_w, seed, output, timings, quiet):  # fmt: skip
-    """Speak TEXT (or the text of -f FILE) into a WAV file, with word timings."""
+    """Speak TEXT (or the text of -f FILE) into an audio file, with word timings."""
     from edgegen.speech import load_voice, speak_to_file
+    from edgegen.speech.audiofile import check_audio_path
     from edgegen.timings import check_timings_path
 
     started = time.perf_counter()
     content = _read_text(text, file)
+    check_audio_path(output)  # before the voice loads
     if timings is not None:
-        check_timings_path(timings)  # before the voice loads
+        check_timings_path(timings)
     v = load_voice(voice, notify=lambda msg: click.echo(msg, err=True))
     show = not quiet and sys.stderr.isatty()
     options = dict(

@@ -68,36 +68,34 @@ def speak_to_file(
     on_chunk: Callable[[float], None] | None = None,
     **options,
 ) -> tuple[float, int]:
-    """Speak ``text`` into the WAV file ``output`` (streamed sentence by sentence, written
-    atomically) and, with ``timings``, its word timings (.srt, .vtt or .json). ``options`` go
+    """Speak ``text`` into ``output`` in the format its extension names (.wav, .flac, .mp3,
+    .m4a, .aac, .ogg, .opus; see speech.audiofile), streamed sentence by sentence and written
+    atomically, and, with ``timings``, its word timings (.srt, .vtt or .json). ``options`` go
     to :meth:`Voice.stream` (speed, noise_scale, noise_w, speaker, seed); ``on_chunk`` gets the
     seconds of audio made so far. Returns (seconds of audio, words)."""
-    import wave
+    import contextlib
 
     from edgegen.errors import OutputError
     from edgegen.fileio import atomic_path
+    from edgegen.speech.audiofile import check_audio_path, open_audio
     from edgegen.timings import Word, check_timings_path, write_timings
 
+    ext = check_audio_path(output)  # before any audio is made
     if timings is not None:
-        check_timings_path(timings)  # before any audio is made
+        check_timings_path(timings)
     words: list[Word] = []
     offset = 0.0
-    with atomic_path(output, suffix=".wav") as tmp:
+    with atomic_path(output, suffix=ext) as tmp, contextlib.ExitStack() as stack:
         try:
-            wav = wave.open(str(tmp), "wb")
+            write = stack.enter_context(open_audio(tmp, ext, voice.sample_rate))
         except OSError as e:
             raise OutputError(f"cannot write {str(output)!r}: {e}") from e
-        with wav:
-            wav.setnchannels(1)
-            wav.setsampwidth(2)
-            wav.setframerate(voice.sample_rate)
-            for chunk in voice.stream(text, **options):
-                pcm = (chunk.audio.clip(-1, 1) * 32767).astype("<i2")
-                wav.writeframes(pcm.tobytes())
-                words += [Word(w.word, w.start + offset, w.end + offset) for w in chunk.words]
-                offset += chunk.duration
-                if on_chunk is not None:
-                    on_chunk(offset)
+        for chunk in voice.stream(text, **options):
+            write(chunk.audio)
+            words += [Word(w.word, w.start + offset, w.end + offset) for w in chunk.words]
+            offset += chunk.duration
+            if on_chunk is not None:
+                on_chunk(offset)
     if timings is not None:
         write_timings(timings, words)
     return offset, len(words)
