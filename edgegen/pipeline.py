@@ -50,6 +50,15 @@ def prompt_rows(
     return [a for a, _ in prompts], [b for _, b in prompts]
 
 
+# Working memory per channel of the first block: per latent pixel and batch row for a UNet
+# step (170 measured), per output pixel for a VAE decode (72 measured; 80 at 256²); see memory_needed.
+UNET_BYTES = 200
+UNET_FIXED = 64 * 2**20  # and what a step needs at any size (text context, time embedding, …)
+VAE_BYTES = 88
+DECODE_TILE = 64  # latents per side of a decode tile (VAE.decode_tiled's default)
+ATTENTION_LIVE = 8  # the UNet's self-attention: assume 1/8 of its full score matrix is live
+
+
 @dataclass
 class Step:
     index: int  # 0-based step just completed
@@ -201,6 +210,7 @@ class StableDiffusion:
             latents = self.initial_noise(p.seed, p.width, p.height, count)
         count = latents.shape[0]
         cfg = p.guidance > 1.0
+        self.check_memory(p.width, p.height, count, cfg)  # before the first step
         noise = latents.astype(mx.float32)
         n = len(sampler.timesteps)
         start, init, mask, extra = 0, None, None, None
@@ -256,11 +266,79 @@ class StableDiffusion:
         masked = image.astype(np.float32) * (1 - binary[..., None]) + 127.5 * binary[..., None]
         return mx.concatenate([mask, self.encode_image(masked[None])], axis=-1)
 
+    # Memory, estimated before the work starts
+    def memory_needed(self, width: int, height: int, count: int = 1, cfg: bool = True) -> dict:
+        """Bytes of working memory (beyond the loaded weights) a generation needs, about:
+        ``unet`` for a denoising step, ``decode`` for decoding the ``count`` images at once
+        and ``decode_tiled`` for decoding them tile by tile. Calibrated on the built-in model
+        (UNet 170, VAE 72–80 bytes per channel of the first block, measured with
+        ``mx.get_peak_memory`` at 256² to 2048×4096), with headroom."""
+        rows = count * (2 if cfg else 1)
+        latent = (width // self.vae_scale) * (height // self.vae_scale)
+        unet_cfg = self.source.config("unet")
+        unet = UNET_FIXED + UNET_BYTES * int(unet_cfg["block_out_channels"][0]) * latent * rows
+        # The first attention level's score blocks: MLX may hold many of them at once (a
+        # 8192² image on the built-in model grew past 20 GB in its first step)
+        kinds = unet_cfg.get("down_block_types", ["CrossAttnDownBlock2D"])
+        level = next((i for i, k in enumerate(kinds) if "Attn" in k), len(kinds))
+        tokens = latent // 4**level if level < len(kinds) else 0
+        unet += tokens * tokens * 4 // ATTENTION_LIVE * rows
+        vae_ch = int(self.source.config("vae").get("block_out_channels", [128])[0])
+        chunk = min(latent, 4096)  # the VAE mid-block attends in query chunks (models.blocks)
+        attention = 2 * chunk * latent * 4
+        tile = (DECODE_TILE * self.vae_scale) ** 2
+        images = width * height * 3 * 4 * 2 * count  # the float result and its blend weights
+        return {
+            "unet": unet,
+            "decode": VAE_BYTES * vae_ch * width * height * count + attention,
+            "decode_tiled": VAE_BYTES * vae_ch * min(tile, width * height)
+            + 2 * min(latent, 4096) * min(latent, DECODE_TILE**2) * 4
+            + images,
+        }
+
+    def check_memory(self, width: int, height: int, count: int = 1, cfg: bool = True) -> bool:
+        """Refuse a generation this machine has not the memory for, in one line that says
+        what it needs, what there is and what size would fit; True when the images must be
+        decoded tile by tile to fit."""
+        from edgegen.device import available_memory
+        from edgegen.errors import UsageError
+
+        have = available_memory()
+        if have is None:
+            return False
+        budget = 0.8 * have
+        need = self.memory_needed(width, height, count, cfg)
+        if need["decode"] <= budget and need["unet"] <= budget:
+            return False
+        worst = max(need["unet"], need["decode_tiled"])
+        if worst <= budget:
+            return True
+        fit_w, fit_h = width, height
+        while fit_w > 64 and fit_h > 64:  # the largest size of this aspect that fits
+            fit_w, fit_h = (
+                max(64, int(fit_w * 0.9) // 64 * 64),
+                max(64, int(fit_h * 0.9) // 64 * 64),
+            )
+            fit = self.memory_needed(fit_w, fit_h, count, cfg)
+            if max(fit["unet"], fit["decode_tiled"]) <= budget:
+                break
+        images = f"{count} images of " if count > 1 else ""
+        raise UsageError(
+            f"generating {images}{width}x{height} needs about {worst / 2**30:.1f} GiB of "
+            f"memory, more than the {have / 2**30:.1f} GiB available; {fit_w}x{fit_h} "
+            "would fit (or close other programs)"
+        )
+
     # 3. Decoding
     def decode_float(self, latents: mx.array) -> mx.array:
-        """Latents (NHWC) → float32 images in [0, 1] (N, H, W, 3)."""
+        """Latents (NHWC) → float32 images in [0, 1] (N, H, W, 3), decoded tile by tile when
+        decoding them whole would not fit in memory (:meth:`check_memory`)."""
         scaling = self.vae.config.scaling_factor
-        images = self.vae.decode((latents / scaling).astype(self.dtype)).astype(mx.float32)
+        z = (latents / scaling).astype(self.dtype)
+        n, h, w, _ = latents.shape
+        tiled = self.check_memory(w * self.vae_scale, h * self.vae_scale, n, cfg=False)
+        decode = self.vae.decode_tiled if tiled else self.vae.decode
+        images = decode(z).astype(mx.float32)
         return mx.clip(images / 2 + 0.5, 0.0, 1.0)
 
     def decode(self, latents: mx.array, edit: Edit | None = None) -> np.ndarray:

@@ -189,6 +189,7 @@ def generate(
                 f"{e}; the PNG was made with model {model_from_png!r}: pass --model"
             ) from e
         params, sampler = resolve(plan, sd)
+    sd.check_memory(params.width, params.height, 1, params.guidance > 1.0)  # before any work
     from_model = [
         f"{name} {value:g}"
         for name, given, value in zip(
