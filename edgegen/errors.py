@@ -90,3 +90,23 @@ class QualityError(EdgegenError):
     """A conversion produced output below its quality threshold."""
 
     exit_code = 7
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is (see :func:`raise_on_sigterm`): everything that
+    cleans up after Ctrl-C (temporary files, helper processes, a batch's summary) cleans up
+    after it too; the CLI exits 143."""
+
+
+def raise_on_sigterm() -> None:
+    """Turn SIGTERM into :class:`Terminated` in the main thread (a no-op elsewhere)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)

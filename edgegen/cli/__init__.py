@@ -14,7 +14,7 @@ import sys
 import click
 
 from edgegen import __version__
-from edgegen.errors import EdgegenError
+from edgegen.errors import EdgegenError, Terminated, raise_on_sigterm
 
 # name → "module:attribute" of a click command, loaded lazily.
 COMMANDS = {
@@ -58,11 +58,12 @@ class LazyGroup(click.Group):
                 raise
             click.secho(f"Error: {e.describe(flag)}", fg="red", err=True)
             ctx.exit(e.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             if debug:
                 raise
-            click.echo("Interrupted.", err=True)
-            ctx.exit(130)
+            terminated = isinstance(e, Terminated)
+            click.echo("Terminated." if terminated else "Interrupted.", err=True)
+            ctx.exit(143 if terminated else 130)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as e:
@@ -99,6 +100,7 @@ def cli(debug: bool) -> None:
 
 
 def main() -> None:
+    raise_on_sigterm()  # SIGTERM cleans up as Ctrl-C does, then exits 143
     cli(prog_name="edgegen")
 
 

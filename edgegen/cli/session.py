@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from edgegen.errors import EdgegenError, InputFileError, UsageError
+from edgegen.errors import EdgegenError, InputFileError, Terminated, UsageError
 from edgegen.warm import Models
 
 MAX_STEPS = 1000
@@ -121,9 +121,9 @@ class Session:
             return False
         except EdgegenError as e:
             self._failed(e)
-        except KeyboardInterrupt:
-            if not self.interrupt_cancels:
-                raise
+        except KeyboardInterrupt as e:
+            if not self.interrupt_cancels or isinstance(e, Terminated):
+                raise  # SIGTERM ends the session; Ctrl-C in a terminal cancels the work
             self.ui.message("cancelled")
         except Exception as e:  # a bug: say so in one line, keep the session
             if self.debug:
