@@ -201,7 +201,7 @@ def _parse(path: Path, line: int, raw: Any, index: int) -> tuple[Job | None, lis
         return None, problems
     raw = {str(k).replace("-", "_").lstrip("_"): v for k, v in raw.items()}
     kind = raw.pop("kind", None)
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         bad("kind", f"{json.dumps(kind)} is not a job kind; use one of {', '.join(KINDS)}")
         return None, problems
     spec = KINDS[kind]
