@@ -18,6 +18,21 @@ from typing import Any
 from edgegen.errors import ModelError, OutputError
 
 
+def check_writable(path: Path) -> None:
+    """Raise OutputError, before any work, when ``path`` cannot be written: an ancestor is a
+    file, the nearest existing folder is not writable, or ``path`` is a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write {str(path)!r}: it is a folder; give a file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {str(path)!r}: {str(parent)!r} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {str(path)!r}: {str(parent)!r} is not writable")
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s directory; on success rename it onto ``path``.

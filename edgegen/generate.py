@@ -33,6 +33,9 @@ def output_paths(output: Path | None, seeds: list[int]) -> list[Path]:
         return [Path(f"edgegen-{s}.png") for s in seeds]
     if output.suffix.lower() != ".png":
         raise UsageError(f"output {str(output)!r} must end in .png")
+    from edgegen.fileio import check_writable
+
+    check_writable(output)
     if len(seeds) == 1:
         return [output]
     return [output.with_name(f"{output.stem}-{s}{output.suffix}") for s in seeds]

@@ -100,8 +100,23 @@ def cli(debug: bool) -> None:
 
 
 def main() -> None:
+    """The console script. Click's own usage errors (a bad option value, a missing argument)
+    become one line like edgegen's, naming the command's --help, and exit 2."""
     raise_on_sigterm()  # SIGTERM cleans up as Ctrl-C does, then exits 143
-    cli(prog_name="edgegen")
+    try:
+        code = cli.main(prog_name="edgegen", standalone_mode=False)
+    except click.UsageError as e:
+        where = e.ctx.command_path if e.ctx is not None else "edgegen"
+        message = e.format_message().rstrip(".")
+        click.secho(f"Error: {message} (see {where} --help)", fg="red", err=True)
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        click.secho(f"Error: {e.format_message()}", fg="red", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,6 +32,9 @@ def output_format(path: Path) -> str:
         raise UsageError(
             f"output {str(path)!r} has extension {path.suffix!r}; use one of {', '.join(FORMATS)}"
         )
+    from edgegen.fileio import check_writable
+
+    check_writable(path)
     return fmt
 
 

@@ -41,6 +41,9 @@ def check_audio_path(path: Path) -> str:
             f"output {str(path)!r}: {ext or 'no extension'} is not an audio format edgegen "
             f"writes; use one of {', '.join(FORMATS)}"
         )
+    from edgegen.fileio import check_writable
+
+    check_writable(path)
     if ext != ".wav":
         import av
 

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from edgegen.errors import InputFileError, UsageError
-from edgegen.fileio import atomic_path
+from edgegen.fileio import atomic_path, check_writable
 from edgegen.params import PromptTruncatedWarning
 from edgegen.timings import Speech, Word, to_srt, to_vtt
 from edgegen.video import audio as soundtrack
@@ -249,6 +249,7 @@ def render(
     out = Path(out) if out is not None else script.with_suffix(".mp4")
     if out.suffix.lower() != ".mp4":
         raise UsageError(f"output {str(out)!r} must end in .mp4")
+    check_writable(out)
     if music is not None and not Path(music).is_file():
         raise InputFileError(f"{music}: music: file not found")
     board = storyboard.load(script)
