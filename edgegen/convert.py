@@ -38,7 +38,7 @@ from edgegen.converters.components import MODEL_COMPONENTS, build_module
 from edgegen.converters.diffusers import open_diffusers, resolve
 from edgegen.converters.manifest import FORMAT_VERSION, MANIFEST, Component, Manifest, Target
 from edgegen.converters.quantize import QuantPlan, check_options, plan, quantize_weights
-from edgegen.converters.safetensors_io import write_file
+from edgegen.converters.safetensors_io import read_header, write_file
 from edgegen.converters.source import DTYPES, ModelSource, open_artifact
 from edgegen.device import compute_dtype, vae_needs_float32
 from edgegen.errors import (
@@ -227,6 +227,9 @@ def convert(
 
     # 1-2. Source, name, and the up-to-date check.
     source = open_source(src, **(checkpoint_options or {}))
+    for path in source.files.values():  # a truncated or corrupt file stops us before any work
+        if str(path).endswith(".safetensors"):
+            read_header(path)
     name = options.name or default_name(source, options)
     store.check_name(name)
     report("hash", "", {"files": len(source.files)})

@@ -41,6 +41,7 @@ class Case:
     env: dict = field(default_factory=dict)
     full_disk: bool = False
     allowed: set = field(default_factory=set)  # files the command may write (a batch summary)
+    only_line: bool = False  # found before any work: stderr is that one line and nothing else
 
 
 def png(path: Path, w: int = 64, h: int = 64, value: int = 120) -> None:
@@ -125,7 +126,7 @@ CASES = [
     Case("folder without a UNet", [*GEN, "--model", "model", "-o", "x.png"], 4, "unet", broken_model("no-unet")),
     Case("unreadable config", [*GEN, "--model", "model", "-o", "x.png"], 4, "config.json", broken_model("bad-config")),
     Case("other model family", [*GEN, "--model", "model", "-o", "x.png"], 4, "FluxPipeline", broken_model("flux")),
-    Case("convert a truncated model", ["convert", "model", "--to", "mlx", "--name", "t"], 4, "truncated", broken_model("truncated")),
+    Case("convert a truncated model", ["convert", "model", "--to", "mlx", "--name", "t"], 4, "truncated", broken_model("truncated"), only_line=True),
     Case("convert a pickle", ["convert", "model.ckpt", "--to", "mlx"], 4, ".ckpt", write("model.ckpt", b"\x80\x04K\x01.")),
     Case("convert a missing path", ["convert", "nothing-here", "--to", "mlx"], 3, "nothing-here"),
     Case("convert: bad quantize", ["convert", "model", "--to", "mlx", "--quantize", "3"], 2, "3", broken_model("zero")),
@@ -233,6 +234,8 @@ def test_bad_input_battery(tmp_path, tiny_env, capsys):
             problems.append(f"the line does not say {case.fragment!r}")
         if "Traceback" in r.stderr:
             problems.append("a traceback")
+        if case.only_line and len([ln for ln in r.stderr.splitlines() if ln.strip()]) != 1:
+            problems.append("work was done before the error")
         summary = {
             p for p in _files(work) if p.endswith(".summary.json") and case.args[0] == "batch"
         }
