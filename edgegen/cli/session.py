@@ -97,8 +97,8 @@ class Session:
         self.history: list[Result] = []
         self.last_prompt: str | None = None
         self.last_seed: int | None = None
-        self.errors = 0
         self.first_error: EdgegenError | None = None
+        self._load_seconds = 0.0  # loading within the current command (for its result line)
         self.started = time.perf_counter()
         self._number = _next_number(self.out_dir)
 
@@ -134,7 +134,6 @@ class Session:
         return True
 
     def _failed(self, e: EdgegenError) -> None:
-        self.errors += 1
         self.first_error = self.first_error or e
         self.ui.error(e.describe())
 
@@ -220,7 +219,7 @@ class Session:
         """Make one image of ``prompt`` (or one per seed of ``seeds``: /variations)."""
         import secrets
 
-        from edgegen.generate import GROUP_SIZE, group_key, plan_generate
+        from edgegen.generate import GROUP_SIZE, group_key, plan_generate, resolve
 
         if seeds is None:
             seeds = [secrets.randbelow(2**31) if self.s.seed is None else self.s.seed]
@@ -267,8 +266,6 @@ class Session:
                 self._number = number  # nothing written (cancelled): the number is free again
             else:
                 self.last_seed = result.seeds[-1]
-                from edgegen.generate import resolve
-
                 p, sampler = resolve(plans[0], sd)
                 result.details = f"{p.width}x{p.height} · {p.steps} steps · {sampler}"
                 result.seconds = time.perf_counter() - t0
@@ -344,8 +341,6 @@ class Session:
                         self._load_seconds, details)  # fmt: skip
         self.history.append(result)
         self.ui.result(result, [])
-
-    _load_seconds = 0.0
 
     # --- Settings commands -----------------------------------------------------------------
 
