@@ -77,7 +77,10 @@ class Component:
     @classmethod
     def from_dict(cls, name: str, d: Any) -> Component:
         _need(isinstance(d, dict) and isinstance(d.get("file"), str), f"{name!r} has no file")
-        _need(d.get("dtype") in DTYPE_NAMES, f"{name!r} has unknown dtype {d.get('dtype')!r}")
+        _need(
+            isinstance(d.get("dtype"), str) and d["dtype"] in DTYPE_NAMES,
+            f"{name!r} has unknown dtype {d.get('dtype')!r}",
+        )
         quant = d.get("quantization")
         try:
             plan = QuantPlan.from_manifest(quant) if quant else None
@@ -205,10 +208,16 @@ class Manifest:
     @classmethod
     def _parse(cls, d: dict[str, Any], version: int) -> Manifest:
         kind, family = d.get("kind"), d.get("family")
-        _need(kind in KINDS, f"kind {kind!r} is unknown (valid: {', '.join(KINDS)})")
+        _need(
+            isinstance(kind, str) and kind in KINDS,
+            f"kind {kind!r} is unknown (valid: {', '.join(KINDS)})",
+        )
         _need(isinstance(d.get("name"), str) and d["name"] != "", "has no name")
         families = _REQUIRED.get(kind)
-        _need(families is None or family in families, f"family {family!r} is unknown")
+        _need(
+            families is None or (isinstance(family, str) and family in families),
+            f"family {family!r} is unknown",
+        )
         config = d.get("config")
         _need(isinstance(config, dict), "has no config")
         targets = d.get("targets")

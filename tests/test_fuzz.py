@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from edgegen.errors import EdgegenError  # noqa: E402
 
-SETTINGS = settings(max_examples=150, deadline=None,
+SETTINGS = settings(max_examples=int(os.environ.get("EDGEGEN_FUZZ_EXAMPLES", 150)), deadline=None, derandomize="EDGEGEN_FUZZ_EXAMPLES" not in os.environ,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 # JSON-like values, to mutate structured files with
 JSON = st.recursive(
