@@ -292,7 +292,7 @@ class StableDiffusion:
             "unet": unet,
             "decode": VAE_BYTES * vae_ch * width * height * count + attention,
             "decode_tiled": VAE_BYTES * vae_ch * min(tile, width * height)
-            + 2 * min(latent, 4096) * min(latent, DECODE_TILE**2) * 4
+            + 2 * chunk * min(latent, DECODE_TILE**2) * 4
             + images,
         }
 
